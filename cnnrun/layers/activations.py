@@ -1,0 +1,136 @@
+"""Element-wise activations and softmax, each with its derivative beside it."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import PositiveFloat
+
+from ..backend import get_array_module
+from ..registry import LAYERS
+from .base import Layer
+
+ANY_SHAPE = (({}, (3, 4, 5)), ({}, (6,)))
+
+
+class Elementwise(Layer):
+    """y = f(x) per unit; subclasses give f and f' (from x and y) side by side."""
+
+    def f(self, xp, x):
+        raise NotImplementedError
+
+    def df(self, xp, x, y):
+        raise NotImplementedError
+
+    def forward(self, p, x, ctx):
+        y = self.f(get_array_module(x), x)
+        return y, (x, y)
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        x, y = cache
+        return gy * self.df(get_array_module(gy), x, y), {}
+
+
+@LAYERS.register("relu")
+class ReLU(Elementwise):
+    """y = max(x, 0); y' = 1 for x > 0, else 0. Any shape in, the same shape out."""
+
+    type: Literal["relu"] = "relu"
+    examples: ClassVar = ANY_SHAPE
+
+    def f(self, xp, x):
+        return xp.maximum(x, 0)
+
+    def df(self, xp, x, y):
+        return x > 0
+
+
+@LAYERS.register("leaky_relu")
+class LeakyReLU(Elementwise):
+    """y = x for x > 0, else negative_slope·x. Any shape in, the same shape out."""
+
+    type: Literal["leaky_relu"] = "leaky_relu"
+    negative_slope: float = 0.01
+    examples: ClassVar = (({"negative_slope": 0.2}, (3, 4, 5)), ({}, (6,)))
+
+    def f(self, xp, x):
+        return xp.where(x > 0, x, x * self.negative_slope)
+
+    def df(self, xp, x, y):
+        return xp.where(x > 0, x.dtype.type(1), x.dtype.type(self.negative_slope))
+
+
+@LAYERS.register("sigmoid")
+class Sigmoid(Elementwise):
+    """Logistic sigmoid with slope β: y = 1/(1 + e^(−βx)); y' = β·y·(1 − y).
+
+    Computed as ½(1 + tanh(βx/2)), which never overflows.
+    """
+
+    type: Literal["sigmoid"] = "sigmoid"
+    slope: PositiveFloat = 1.0
+    examples: ClassVar = (({"slope": 2.5}, (3, 4, 5)), ({}, (6,)))
+
+    def f(self, xp, x):
+        return 0.5 * (1 + xp.tanh(x * (0.5 * self.slope)))
+
+    def df(self, xp, x, y):
+        return self.slope * y * (1 - y)
+
+
+@LAYERS.register("tanh")
+class Tanh(Elementwise):
+    """y = tanh(x); y' = 1 − y². Any shape in, the same shape out."""
+
+    type: Literal["tanh"] = "tanh"
+    examples: ClassVar = ANY_SHAPE
+
+    def f(self, xp, x):
+        return xp.tanh(x)
+
+    def df(self, xp, x, y):
+        return 1 - y * y
+
+
+@LAYERS.register("scaled_tanh")
+class ScaledTanh(Elementwise):
+    """LeCun's squashing function y = A·tanh(S·x), A = 1.7159, S = 2/3 (so f(±1) ≈ ±1);
+    y' = A·S·(1 − (y/A)²)."""
+
+    type: Literal["scaled_tanh"] = "scaled_tanh"
+    amplitude: float = 1.7159
+    slope: float = 2.0 / 3.0
+    examples: ClassVar = (({}, (3, 4, 5)), ({"amplitude": 2.0, "slope": 0.5}, (6,)))
+
+    def f(self, xp, x):
+        return self.amplitude * xp.tanh(x * self.slope)
+
+    def df(self, xp, x, y):
+        t = y / self.amplitude
+        return self.amplitude * self.slope * (1 - t * t)
+
+
+@LAYERS.register("softmax")
+class Softmax(Layer):
+    """y_c = e^(x_c − max) / Σ_c' e^(x_c' − max) over the channel axis (PyTorch's dim=1).
+
+    For training a classifier use the fused softmax cross-entropy loss instead;
+    this layer is for networks whose output must be probabilities.
+    """
+
+    type: Literal["softmax"] = "softmax"
+    examples: ClassVar = (({}, (5,)), ({}, (4, 3, 2)))
+
+    def forward(self, p, x, ctx):
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=0, keepdims=True))
+        y = e / e.sum(axis=0, keepdims=True)
+        return y, y
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        y = cache
+        return y * (gy - (gy * y).sum(axis=0, keepdims=True)), {}

@@ -1,0 +1,196 @@
+"""What every layer declares, in one place.
+
+A layer type is one class: a frozen pydantic model whose fields are its
+config schema (PyTorch's argument names), and whose methods are its rules —
+output shape, receptive field, parameter shapes and initialisation, MAC count,
+forward and backward. The graph, ``summary``, the trainer and the tests all
+call these same methods, so a reported shape can never disagree with the
+engine.
+
+Conventions:
+- A per-sample shape is (C, H, W), (C, L) or (F,): no batch axis.
+- Arrays inside the engine are batch-last: (C, H, W, N), (C, L, N), (F, N).
+- ``forward(p, x, ctx) -> (y, cache)`` and ``backward(p, cache, gy, need_gx)
+  -> (gx, grads)`` are pure: the cache is returned, never kept on the layer,
+  so one layer object may run twice and evaluation keeps nothing alive.
+  ``p`` is this layer's dict of parameters and buffers; batch norm updates
+  its running statistics in it, as PyTorch's functional batch_norm does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..init import InitName, init_bias, init_weight
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(ValueError):
+    """A layer cannot take the shape it is given; the message names both."""
+
+
+@dataclass(frozen=True)
+class RF:
+    """Receptive field of one unit, per spatial axis of the network input.
+
+    size: extent in input pixels; jump: distance in input pixels between
+    adjacent units; start: input coordinate (first pixel = 0) of the centre of
+    the first unit's field (negative when it lies in the padding).
+    """
+
+    size: tuple[int, ...]
+    jump: tuple[int, ...]
+    start: tuple[float, ...]
+    grid: tuple[int, ...]  # the lattice of units here; flatten keeps it, linear reads it all
+
+    @classmethod
+    def of_input(cls, spatial: tuple[int, ...]) -> "RF":
+        n = len(spatial)
+        return cls((1,) * n, (1,) * n, (0.0,) * n, tuple(spatial))
+
+    def whole_grid(self) -> "RF":
+        """Every unit of the current grid read at once (linear, global pooling)."""
+        return self.window(self.grid, self.grid, (0,) * len(self.grid), grid=(1,) * len(self.grid))
+
+    def window(self, kernel, stride, pad_before, dilation=None, grid=None) -> "RF":
+        """Compose with a sliding window (Araujo, Norris & Sim, Distill 2019)."""
+        dilation = dilation or (1,) * len(kernel)
+        size, jump, start = [], [], []
+        for r, j, s, k, st, p, d in zip(self.size, self.jump, self.start, kernel, stride,
+                                       pad_before, dilation):
+            keff = d * (k - 1) + 1
+            size.append(r + (keff - 1) * j)
+            start.append(s + ((keff - 1) / 2 - p) * j)
+            jump.append(j * st)
+        return RF(tuple(size), tuple(jump), tuple(start), tuple(grid or self.grid))
+
+
+@dataclass
+class Context:
+    """Per-call settings: training mode and the dropout generator."""
+
+    train: bool = False
+    rng: Any = None
+
+
+class Layer(BaseModel):
+    """Base of every layer declaration. Subclasses set ``type: Literal[...]``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    trainable: bool = True
+
+    # Small (config, input shape) cases; the test suite runs every check on each.
+    examples: ClassVar[tuple[tuple[dict, Shape], ...]] = ()
+    # Per-sample ranks this layer accepts (None: any).
+    ranks: ClassVar[tuple[int, ...] | None] = None
+
+    # ---- rules (pure arithmetic on per-sample shapes) -------------------
+    def output_shape(self, in_shape: Shape) -> Shape:
+        self.check_rank(in_shape)
+        return tuple(in_shape)
+
+    def receptive_field(self, rf: RF, in_shape: Shape) -> RF:
+        return rf
+
+    def param_shapes(self, in_shape: Shape) -> dict[str, Shape]:
+        return {}
+
+    def buffer_shapes(self, in_shape: Shape) -> dict[str, Shape]:
+        return {}
+
+    def macs(self, in_shape: Shape) -> int:
+        """Multiply–accumulates per sample of the weighted layers (conv, linear); 0 for the
+        rest, as torchvision's and fvcore's tables count. FLOPs = 2·MACs."""
+        return 0
+
+    def init_state(self, in_shape: Shape, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Parameters and buffers, float64 on the host (the caller casts and moves)."""
+        return {}
+
+    # ---- computation -----------------------------------------------------
+    def forward(self, p: dict, x, ctx: Context):
+        raise NotImplementedError
+
+    def backward(self, p: dict, cache, gy, need_gx: bool = True):
+        raise NotImplementedError
+
+    # ---- helpers ----------------------------------------------------------
+    def has_trainable(self) -> bool:
+        """Whether backward yields parameter gradients (False also when frozen)."""
+        return False
+
+    def label(self) -> str:
+        return self.name or self.type
+
+    def check_rank(self, in_shape: Shape) -> None:
+        if self.ranks is not None and len(in_shape) not in self.ranks:
+            want = " or ".join(_rank_words[r] for r in self.ranks)
+            raise ShapeError(f"{self.label()}: expects a {want} input, got shape "
+                             f"{tuple(in_shape)}")
+
+    def n_params(self, in_shape: Shape) -> int:
+        return sum(math.prod(s) for s in self.param_shapes(in_shape).values())
+
+
+_rank_words = {1: "(features,)", 2: "(C, L)", 3: "(C, H, W)"}
+
+
+class ParamLayer(Layer):
+    """A layer with learned parameters: an init scheme and optional fixed values.
+
+    ``weights`` gives parameter values in the YAML (nested lists in PyTorch's
+    layout), e.g. a fixed Sobel filter; combine with ``trainable: false`` to
+    keep them fixed during training.
+    """
+
+    init: InitName = "torch_default"
+    weights: dict[str, Any] | None = None
+
+    def has_trainable(self) -> bool:
+        return self.trainable
+
+    def init_state(self, in_shape, rng):
+        shapes = self.param_shapes(in_shape)
+        state = {}
+        for pname, shape in shapes.items():
+            if pname == "weight":
+                state[pname] = init_weight(rng, shape, self.init)
+            elif pname == "bias":
+                state[pname] = init_bias(rng, shape, shapes.get("weight", shape), self.init)
+            else:
+                state[pname] = self.default_param(pname, shape, rng)
+        state.update(self.given_weights(shapes))
+        state.update({b: self.default_buffer(b, s) for b, s in self.buffer_shapes(in_shape).items()})
+        return state
+
+    def default_param(self, pname: str, shape: Shape, rng) -> np.ndarray:
+        return np.zeros(shape)
+
+    def default_buffer(self, bname: str, shape: Shape) -> np.ndarray:
+        return np.zeros(shape)
+
+    def given_weights(self, shapes: dict[str, Shape]) -> dict[str, np.ndarray]:
+        given = {}
+        for pname, value in (self.weights or {}).items():
+            if pname not in shapes:
+                raise ShapeError(f"{self.label()}: weights.{pname} is not a parameter of "
+                                 f"{self.type} (its parameters: {', '.join(shapes)})")
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.shape != tuple(shapes[pname]):
+                raise ShapeError(f"{self.label()}: weights.{pname} has shape {arr.shape}, "
+                                 f"expected {tuple(shapes[pname])}")
+            given[pname] = arr
+        return given
+
+
+def pair(v) -> tuple[int, int]:
+    """An int or a pair as a pair."""
+    return (v, v) if isinstance(v, int) else tuple(v)

@@ -1,0 +1,198 @@
+"""Branching containers: residual add, channel concatenation, DenseNet's dense layer."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from pydantic import model_validator
+
+from ..backend import get_array_module
+from ..registry import LAYERS
+from .base import ShapeError
+from .containers import (Container, Sequential, check_unique, freeze_children, named,
+                         sequence_backward, sequence_forward, sequence_shapes, widest)
+
+_CONV = {"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1}
+
+if TYPE_CHECKING:  # the union of all layers, built in layers/__init__.py
+    from . import AnyLayer  # noqa: F401
+
+
+def _add(a, b):
+    return b if a is None else (a if b is None else a + b)
+
+
+@LAYERS.register("residual")
+class Residual(Container):
+    """y = body(x) + shortcut(x); the shortcut is the identity when empty, else e.g. a
+    1×1 projection. Body children share this block's namespace (``conv1``, ``bn1``);
+    the shortcut's sit under ``shortcut_name`` (torchvision calls it ``downsample``).
+    Put the activation that follows the sum after the block."""
+
+    type: Literal["residual"] = "residual"
+    body: list["AnyLayer"]
+    shortcut: list["AnyLayer"] = []
+    shortcut_name: str = "shortcut"
+    examples: ClassVar = (
+        ({"body": [_CONV, {"type": "tanh"}, _CONV]}, (2, 4, 4)),
+        ({"body": [{**_CONV, "stride": 2}], "shortcut": [
+            {"type": "conv2d", "out_channels": 2, "kernel_size": 1, "stride": 2}]}, (3, 5, 5)),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _freeze(cls, data):
+        return freeze_children(data, ("body", "shortcut"))
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        check_unique(self.children(), self.label())
+        return self
+
+    @cached_property
+    def _shortcut(self):
+        return Sequential(layers=self.shortcut, name=self.shortcut_name)
+
+    def children(self):
+        extra = [(self.shortcut_name, self._shortcut)] if self.shortcut else []
+        return named(self.body) + extra
+
+    def child_inputs(self, in_shape):
+        body = named(self.body)
+        shapes = sequence_shapes(body, in_shape)
+        out = [(n, c, s) for (n, c), s in zip(body, shapes)]
+        return out + ([(self.shortcut_name, self._shortcut, tuple(in_shape))] if self.shortcut else [])
+
+    def output_shape(self, in_shape):
+        body_out = sequence_shapes(named(self.body), in_shape)[-1]
+        short_out = self._shortcut.output_shape(in_shape)
+        if body_out != short_out:
+            raise ShapeError(f"{self.label()}: the body gives {body_out} but the shortcut gives "
+                             f"{short_out}; add a projection shortcut (e.g. a 1×1 conv2d with "
+                             f"the body's stride) so they can be added")
+        return body_out
+
+    def receptive_field(self, rf, in_shape):
+        body = Sequential(layers=self.body).receptive_field(rf, in_shape)
+        return widest([body, self._shortcut.receptive_field(rf, in_shape)], self.label())
+
+    def forward(self, p, x, ctx):
+        yb, cb = sequence_forward(named(self.body), p, x, ctx)
+        ys, cs = self._shortcut.forward(p.get(self.shortcut_name, {}), x, ctx)
+        return yb + ys, (cb, cs)
+
+    def backward(self, p, cache, gy, need_gx=True):
+        cb, cs = cache
+        gxb, grads = sequence_backward(named(self.body), p, cb, gy, need_gx)
+        gxs, gs = self._shortcut.backward(p.get(self.shortcut_name, {}), cs, gy, need_gx)
+        if gs:
+            grads[self.shortcut_name] = gs
+        return (_add(gxb, gxs) if need_gx else None), grads
+
+
+def split_channels(xp, g, sizes):
+    """Split along the channel axis 0 into pieces of the given sizes."""
+    bounds = [sum(sizes[:i + 1]) for i in range(len(sizes) - 1)]
+    return xp.split(g, bounds, axis=0)
+
+
+def concat_shape(where, shapes):
+    if len({s[1:] for s in shapes}) > 1:
+        raise ShapeError(f"{where}: branches give {', '.join(map(str, shapes))}; only the channel "
+                         f"counts may differ to concatenate them")
+    return (sum(s[0] for s in shapes), *shapes[0][1:])
+
+
+@LAYERS.register("concat")
+class Concat(Container):
+    """Parallel branches joined by channel concatenation (Inception-style).
+
+    Each branch is a list of layers run on the same input; an empty list is the
+    identity. Branch i's parameters sit under ``i``. Output (ΣC_i, H, W)."""
+
+    type: Literal["concat"] = "concat"
+    branches: list[list["AnyLayer"]]
+    examples: ClassVar = (
+        ({"branches": [[], [_CONV], [{**_CONV, "kernel_size": 1, "padding": 0}, {"type": "relu"}]]},
+         (2, 4, 4)),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _freeze(cls, data):
+        return freeze_children(data, ("branches",))
+
+    @cached_property
+    def _branches(self):
+        return [(str(i), Sequential(layers=b)) for i, b in enumerate(self.branches)]
+
+    def children(self):
+        return self._branches
+
+    def child_inputs(self, in_shape):
+        return [(n, c, tuple(in_shape)) for n, c in self._branches]
+
+    def output_shape(self, in_shape):
+        return concat_shape(self.label(), [c.output_shape(in_shape) for _, c in self._branches])
+
+    def receptive_field(self, rf, in_shape):
+        return widest([c.receptive_field(rf, in_shape) for _, c in self._branches], self.label())
+
+    def forward(self, p, x, ctx):
+        xp = get_array_module(x)
+        outs, caches = zip(*(c.forward(p.get(n, {}), x, ctx) for n, c in self._branches))
+        return xp.concatenate(outs, axis=0), (caches, [o.shape[0] for o in outs])
+
+    def backward(self, p, cache, gy, need_gx=True):
+        caches, sizes = cache
+        gx, grads = None, {}
+        pieces = split_channels(get_array_module(gy), gy, sizes)
+        for (n, c), cc, g in zip(self._branches, caches, pieces):
+            gb, gp = c.backward(p.get(n, {}), cc, g, need_gx)
+            gx = _add(gx, gb) if need_gx else None
+            if gp:
+                grads[n] = gp
+        return gx, grads
+
+
+@LAYERS.register("dense")
+class Dense(Container):
+    """DenseNet's layer: y = concat(x, body(x)) along channels. The body's children
+    share this block's namespace (``norm1``, ``conv1``, … as in torchvision)."""
+
+    type: Literal["dense"] = "dense"
+    body: list["AnyLayer"]
+    examples: ClassVar = (
+        ({"body": [{"type": "batchnorm2d"}, {"type": "relu"}, _CONV]}, (3, 4, 4)),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _freeze(cls, data):
+        return freeze_children(data, ("body",))
+
+    def children(self):
+        return named(self.body)
+
+    def child_inputs(self, in_shape):
+        shapes = sequence_shapes(self.children(), in_shape)
+        return [(n, c, s) for (n, c), s in zip(self.children(), shapes)]
+
+    def output_shape(self, in_shape):
+        body_out = sequence_shapes(self.children(), in_shape)[-1]
+        return concat_shape(self.label(), [tuple(in_shape), body_out])
+
+    def receptive_field(self, rf, in_shape):
+        return widest([rf, Sequential(layers=self.body).receptive_field(rf, in_shape)],
+                      self.label())
+
+    def forward(self, p, x, ctx):
+        xp = get_array_module(x)
+        y, caches = sequence_forward(self.children(), p, x, ctx)
+        return xp.concatenate([x, y], axis=0), (caches, x.shape[0])
+
+    def backward(self, p, cache, gy, need_gx=True):
+        caches, C = cache
+        gb, grads = sequence_backward(self.children(), p, caches, gy[C:], need_gx)
+        return ((gy[:C] + gb) if need_gx else None), grads

@@ -1,0 +1,172 @@
+"""Containers: sequential, residual add, channel concatenation, dense (DenseNet) blocks.
+
+A container's rules come from its children: shapes and receptive fields are
+folded through them (over branches the receptive field is the largest over
+paths, and the jumps must agree), parameters and MACs are summed. Children
+are named by their ``name`` or their index; parameters live in nested dicts
+keyed by those names, so checkpoint names read ``layer1.0.conv1.weight``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import model_validator
+
+from ..registry import LAYERS
+from .base import RF, Layer, ShapeError
+
+if TYPE_CHECKING:  # the union of all layers, built in layers/__init__.py
+    from . import AnyLayer  # noqa: F401
+
+
+def named(layers) -> list[tuple[str, Layer]]:
+    return [(child.name or str(i), child) for i, child in enumerate(layers)]
+
+
+def freeze_children(data: Any, keys: tuple[str, ...]):
+    """A container with trainable: false freezes everything inside it."""
+    if isinstance(data, dict) and data.get("trainable") is False:
+        data = dict(data)
+        for key in keys:
+            if isinstance(data.get(key), list):
+                data[key] = [freeze_children(_frozen(c), ("layers", "body", "shortcut", "branches"))
+                             for c in data[key]]
+    return data
+
+
+def _frozen(child):
+    if isinstance(child, dict):
+        return {**child, "trainable": False}
+    if isinstance(child, list):
+        return [_frozen(c) for c in child]
+    if isinstance(child, Layer):
+        return child.model_copy(update={"trainable": False})
+    return child
+
+
+# ---- walking a sequence of named children ----------------------------------
+def sequence_shapes(children, in_shape):
+    """The input shape of each child, then the final output shape."""
+    shapes = [tuple(in_shape)]
+    for _, child in children:
+        shapes.append(child.output_shape(shapes[-1]))
+    return shapes
+
+
+def sequence_forward(children, p, x, ctx):
+    caches = []
+    for name, child in children:
+        x, cache = child.forward(p.get(name, {}), x, ctx)
+        caches.append(cache)
+    return x, caches
+
+
+def sequence_backward(children, p, caches, gy, need_gx):
+    """Backward through children; stops below the first child that needs no input gradient."""
+    stop = 0 if need_gx else _first_trainable(children)
+    grads = {}
+    if stop is None:  # nothing trainable and no input gradient wanted
+        return None, grads
+    for i in range(len(children) - 1, stop - 1, -1):
+        name, child = children[i]
+        gy, g = child.backward(p.get(name, {}), caches[i], gy, need_gx=need_gx or i > stop)
+        if g:
+            grads[name] = g
+    return gy, grads
+
+
+def _first_trainable(children):
+    return next((i for i, (_, c) in enumerate(children) if c.has_trainable()), None)
+
+
+class Container(Layer):
+    """Shared rules; subclasses say what their children are and how they combine."""
+
+    def children(self) -> list[tuple[str, Layer]]:
+        raise NotImplementedError
+
+    def has_trainable(self) -> bool:
+        return any(c.has_trainable() for _, c in self.children())
+
+    def child_inputs(self, in_shape) -> list[tuple[str, Layer, tuple]]:
+        """(name, child, its input shape) for every direct child."""
+        raise NotImplementedError
+
+    def init_state(self, in_shape, rng):
+        return {n: c.init_state(s, rng) for n, c, s in self.child_inputs(in_shape)}
+
+    def _collect(self, method, in_shape):
+        out = {}
+        for name, child, shape in self.child_inputs(in_shape):
+            for key, val in getattr(child, method)(shape).items():
+                out[f"{name}.{key}"] = val
+        return out
+
+    def param_shapes(self, in_shape):
+        return self._collect("param_shapes", in_shape)
+
+    def buffer_shapes(self, in_shape):
+        return self._collect("buffer_shapes", in_shape)
+
+    def macs(self, in_shape):
+        return sum(c.macs(s) for _, c, s in self.child_inputs(in_shape))
+
+
+@LAYERS.register("sequential")
+class Sequential(Container):
+    """Children applied in order. Shape and receptive field fold through them."""
+
+    type: Literal["sequential"] = "sequential"
+    layers: list["AnyLayer"]
+    examples: ClassVar = (
+        ({"layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 3},
+                     {"type": "tanh"}, {"type": "maxpool2d", "kernel_size": 2}]}, (1, 7, 7)),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _freeze(cls, data):
+        return freeze_children(data, ("layers",))
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        check_unique(self.children(), self.label())
+        return self
+
+    def children(self):
+        return named(self.layers)
+
+    def child_inputs(self, in_shape):
+        shapes = sequence_shapes(self.children(), in_shape)
+        return [(n, c, s) for (n, c), s in zip(self.children(), shapes)]
+
+    def output_shape(self, in_shape):
+        return sequence_shapes(self.children(), in_shape)[-1]
+
+    def receptive_field(self, rf, in_shape):
+        for _, child, shape in self.child_inputs(in_shape):
+            rf = child.receptive_field(rf, shape)
+        return rf
+
+    def forward(self, p, x, ctx):
+        return sequence_forward(self.children(), p, x, ctx)
+
+    def backward(self, p, cache, gy, need_gx=True):
+        return sequence_backward(self.children(), p, cache, gy, need_gx)
+
+
+def check_unique(children, where):
+    seen = set()
+    for name, _ in children:
+        if name in seen:
+            raise ValueError(f"{where}: two children are named {name!r}; names must be unique")
+        seen.add(name)
+
+
+def widest(rfs: list[RF], where: str) -> RF:
+    """The receptive field over parallel paths: the largest, with equal jumps."""
+    if len({r.jump for r in rfs}) > 1:
+        raise ShapeError(f"{where}: branches disagree on the jump "
+                         f"({', '.join(str(r.jump) for r in rfs)}); their outputs do not align")
+    return max(rfs, key=lambda r: r.size)

@@ -1,0 +1,172 @@
+"""Convolution layers: conv2d and conv1d (cross-correlation, PyTorch's convention)."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal, Union
+
+from pydantic import NonNegativeInt, PositiveInt
+
+from ..ops.conv import conv_backward, conv_forward
+from ..ops.shapes import conv_out_size, same_padding
+from ..registry import LAYERS
+from .base import ParamLayer, ShapeError
+
+IntOrPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
+PadSpec = Union[NonNegativeInt, tuple[NonNegativeInt, NonNegativeInt], Literal["same", "valid"]]
+
+
+def ntuple(v, n: int) -> tuple[int, ...]:
+    return (v,) * n if isinstance(v, int) else tuple(v)
+
+
+class ConvNd(ParamLayer):
+    """Shared rules of the sliding-window convolutions; ``nd`` spatial axes.
+
+    flip_kernel: true computes true convolution (the kernel rotated 180°, as
+    MATLAB's conv2) instead of cross-correlation; parameters keep their layout.
+    """
+
+    out_channels: PositiveInt
+    kernel_size: IntOrPair
+    stride: IntOrPair = 1
+    padding: PadSpec = 0
+    dilation: IntOrPair = 1
+    groups: PositiveInt = 1
+    bias: bool = True
+    flip_kernel: bool = False
+
+    nd: ClassVar[int] = 2
+
+    # ---- geometry ---------------------------------------------------------
+    def kernel(self):
+        return ntuple(self.kernel_size, self.nd)
+
+    def strides(self):
+        return ntuple(self.stride, self.nd)
+
+    def dilations(self):
+        return ntuple(self.dilation, self.nd)
+
+    def pads(self) -> tuple[tuple[int, int], ...]:
+        """(before, after) per spatial axis."""
+        if self.padding == "valid":
+            return ((0, 0),) * self.nd
+        if self.padding == "same":
+            return tuple(same_padding(k, d) for k, d in zip(self.kernel(), self.dilations()))
+        return tuple((p, p) for p in ntuple(self.padding, self.nd))
+
+    def output_shape(self, in_shape):
+        self.check_rank(in_shape)
+        C, spatial = in_shape[0], in_shape[1:]
+        for what, n in (("input channels", C), ("out_channels", self.out_channels)):
+            if n % self.groups:
+                raise ShapeError(f"{self.label()}: {what} ({n}) must be divisible by "
+                                 f"groups ({self.groups})")
+        if self.padding == "same" and any(s != 1 for s in self.strides()):
+            raise ShapeError(f"{self.label()}: padding 'same' needs stride 1 (as in PyTorch)")
+        out = tuple(conv_out_size(n, k, s, p, d) for n, k, s, p, d in
+                    zip(spatial, self.kernel(), self.strides(), self.pads(), self.dilations()))
+        if min(out) < 1:
+            raise ShapeError(f"{self.label()}: kernel {'×'.join(map(str, self.kernel()))} "
+                             f"(dilation {self.dilation}) does not fit its padded input; "
+                             f"input shape {tuple(in_shape)}, padding {self.padding}")
+        return (self.out_channels, *out)
+
+    def receptive_field(self, rf, in_shape):
+        return rf.window(self.kernel(), self.strides(), [p[0] for p in self.pads()],
+                         self.dilations(), grid=self.output_shape(in_shape)[1:])
+
+    def param_shapes(self, in_shape):
+        shapes = {"weight": (self.out_channels, in_shape[0] // self.groups, *self.kernel())}
+        if self.bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
+
+    def macs(self, in_shape):
+        out = self.output_shape(in_shape)
+        return math.prod(out) * (in_shape[0] // self.groups) * math.prod(self.kernel())
+
+    # ---- computation (the 1-D case runs as a 2-D one of height 1) ------------
+    def _as2d(self):
+        if self.nd == 2:
+            return self.strides(), self.pads(), self.dilations()
+        return (1, *self.strides()), ((0, 0), *self.pads()), (1, *self.dilations())
+
+    def _weight2d(self, w):
+        w = w[..., ::-1, ::-1] if (self.flip_kernel and self.nd == 2) else w
+        if self.nd == 1:
+            w = (w[..., ::-1] if self.flip_kernel else w)[:, :, None, :]  # (O, C/G, 1, K)
+        return w
+
+    def forward(self, p, x, ctx):
+        x4 = x if self.nd == 2 else x[:, None]  # (C, L, N) -> (C, 1, L, N)
+        stride, pads, dilation = self._as2d()
+        y, cols = conv_forward(x4, self._weight2d(p["weight"]), p.get("bias"), stride, pads,
+                               dilation, self.groups)
+        y = y if self.nd == 2 else y[:, 0]  # (O, 1, OL, N) -> (O, OL, N)
+        return y, (cols, x4.shape[1:3])
+
+    def backward(self, p, cache, gy, need_gx=True):
+        cols, in_hw = cache
+        gy4 = gy if self.nd == 2 else gy[:, None]
+        stride, pads, dilation = self._as2d()
+        w2 = self._weight2d(p["weight"])
+        gx, gW, gb = conv_backward(gy4, w2, cols, in_hw, stride, pads, dilation, self.groups,
+                                   need_gx, self.bias, need_params=self.trainable)
+        if gx is not None and self.nd == 1:
+            gx = gx[:, 0]  # (C, 1, L, N) -> (C, L, N)
+        if not self.trainable:
+            return gx, {}
+        if self.nd == 1:
+            gW = gW[:, :, 0, :]  # (O, C/G, 1, K) -> (O, C/G, K)
+        if self.flip_kernel:
+            gW = gW[..., ::-1, ::-1] if self.nd == 2 else gW[..., ::-1]
+        grads = {"weight": gW}
+        if self.bias:
+            grads["bias"] = gb
+        return gx, grads
+
+
+@LAYERS.register("conv2d")
+class Conv2d(ConvNd):
+    """2-D convolution (cross-correlation): y[o] = b[o] + Σ_c W[o, c] ⋆ x[c].
+
+    Input (C, H, W); output (out_channels, OH, OW) with
+    OH = ⌊(H + 2p − d(k−1) − 1)/s⌋ + 1. Weight (O, C/groups, KH, KW), bias (O,).
+    groups = C = out_channels/m gives a depthwise convolution; padding 'same'
+    keeps the size at stride 1 (the odd pixel goes after, as in PyTorch).
+    """
+
+    type: Literal["conv2d"] = "conv2d"
+    ranks: ClassVar = (3,)
+    examples: ClassVar = (
+        ({"out_channels": 3, "kernel_size": 3, "padding": 1}, (2, 5, 6)),
+        ({"out_channels": 4, "kernel_size": [2, 3], "stride": [2, 1], "dilation": [1, 2],
+          "padding": [1, 0]}, (2, 7, 8)),
+        ({"out_channels": 4, "kernel_size": 3, "groups": 2, "bias": False}, (4, 5, 5)),
+        ({"out_channels": 6, "kernel_size": 3, "groups": 3, "padding": "same"}, (3, 4, 5)),
+        ({"out_channels": 2, "kernel_size": 2, "flip_kernel": True}, (2, 4, 4)),
+        ({"out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1}, (1, 6, 6)),
+    )
+
+
+@LAYERS.register("conv1d")
+class Conv1d(ConvNd):
+    """1-D convolution over (C, L): the 2-D rule on one axis (Wu's notes: it works the same).
+
+    Weight (O, C/groups, K), bias (O,); output (out_channels, OL).
+    """
+
+    type: Literal["conv1d"] = "conv1d"
+    kernel_size: PositiveInt
+    stride: PositiveInt = 1
+    padding: Union[NonNegativeInt, Literal["same", "valid"]] = 0
+    dilation: PositiveInt = 1
+    nd: ClassVar[int] = 1
+    ranks: ClassVar = (2,)
+    examples: ClassVar = (
+        ({"out_channels": 3, "kernel_size": 3, "padding": 1}, (2, 7)),
+        ({"out_channels": 4, "kernel_size": 2, "stride": 2, "dilation": 2, "groups": 2},
+         (2, 9)),
+    )

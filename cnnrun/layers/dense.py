@@ -1,0 +1,100 @@
+"""Fully connected layer, flatten and dropout."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+from pydantic import Field, PositiveInt
+
+from ..registry import LAYERS
+from .base import Layer, ParamLayer, ShapeError
+
+
+@LAYERS.register("linear")
+class Linear(ParamLayer):
+    """y = W x + b on a (features,) input; in_features is inferred.
+
+    Weight (out_features, in_features) and bias (out_features,), as in PyTorch.
+    """
+
+    type: Literal["linear"] = "linear"
+    out_features: PositiveInt
+    bias: bool = True
+    examples: ClassVar = (({"out_features": 3}, (5,)), ({"out_features": 4, "bias": False}, (6,)))
+
+    def output_shape(self, in_shape):
+        if len(in_shape) != 1:
+            raise ShapeError(f"{self.label()}: linear expects a flat (features,) input, got shape "
+                             f"{tuple(in_shape)}; insert a flatten (or global_avgpool) layer "
+                             f"before it")
+        return (self.out_features,)
+
+    def receptive_field(self, rf, in_shape):
+        return rf.whole_grid()
+
+    def param_shapes(self, in_shape):
+        shapes = {"weight": (self.out_features, in_shape[0])}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        return shapes
+
+    def macs(self, in_shape):
+        return self.out_features * in_shape[0]
+
+    def forward(self, p, x, ctx):
+        y = p["weight"] @ x  # (O, F) @ (F, N) -> (O, N)
+        if self.bias:
+            y += p["bias"][:, None]
+        return y, x
+
+    def backward(self, p, cache, gy, need_gx=True):
+        x = cache
+        gx = p["weight"].T @ gy if need_gx else None  # (F, O) @ (O, N)
+        if not self.trainable:
+            return gx, {}
+        grads = {"weight": gy @ x.T}  # (O, N) @ (N, F)
+        if self.bias:
+            grads["bias"] = gy.sum(axis=1)
+        return gx, grads
+
+
+@LAYERS.register("flatten")
+class Flatten(Layer):
+    """(C, H, W) → (C·H·W,) in C, H, W order: PyTorch's flatten of NCHW."""
+
+    type: Literal["flatten"] = "flatten"
+    examples: ClassVar = (({}, (2, 3, 4)), ({}, (3, 5)))
+
+    def output_shape(self, in_shape):
+        return (math.prod(in_shape),)
+
+    def forward(self, p, x, ctx):
+        return x.reshape(-1, x.shape[-1]), x.shape  # (C, H, W, N) -> (C·H·W, N)
+
+    def backward(self, p, cache, gy, need_gx=True):
+        return (gy.reshape(cache) if need_gx else None), {}
+
+
+@LAYERS.register("dropout")
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each unit with probability p and scale the
+    rest by 1/(1−p); the identity in evaluation. Any input shape."""
+
+    type: Literal["dropout"] = "dropout"
+    p: float = Field(0.5, ge=0.0, lt=1.0)
+    examples: ClassVar = (({"p": 0.3}, (3, 4, 4)), ({"p": 0.5}, (7,)))
+
+    def forward(self, p, x, ctx):
+        if not ctx.train or self.p == 0.0:
+            return x, None
+        if ctx.rng is None:
+            raise RuntimeError("dropout in training mode needs a random generator in the context")
+        keep = ctx.rng.random(x.shape, dtype=x.dtype) >= self.p
+        mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        return x * mask, mask
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        return (gy if cache is None else gy * cache), {}

@@ -1,0 +1,155 @@
+"""Normalisation layers: batch norm (1-D and 2-D) and local response norm (AlexNet)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from ..backend import get_array_module
+from ..registry import LAYERS
+from .base import Layer, ParamLayer
+
+
+class BatchNorm(ParamLayer):
+    """y = γ·(x − μ)/√(σ² + ε) + β per channel (axis 0), statistics over every other axis.
+
+    Training uses the batch's mean and biased variance and updates the running
+    buffers: r ← (1 − momentum)·r + momentum·stat, with the unbiased variance
+    (PyTorch's rule). Evaluation uses the running buffers.
+    Parameters weight (γ) and bias (β) of shape (C,); buffers running_mean, running_var.
+    """
+
+    eps: PositiveFloat = 1e-5
+    momentum: float = Field(0.1, ge=0.0, le=1.0)
+    affine: bool = True
+    track_running_stats: bool = True
+    init: Literal["torch_default"] = "torch_default"
+
+    def has_trainable(self):
+        return self.trainable and self.affine
+
+    def param_shapes(self, in_shape):
+        return {"weight": (in_shape[0],), "bias": (in_shape[0],)} if self.affine else {}
+
+    def buffer_shapes(self, in_shape):
+        if not self.track_running_stats:
+            return {}
+        return {"running_mean": (in_shape[0],), "running_var": (in_shape[0],)}
+
+    def init_state(self, in_shape, rng):
+        state = {name: np.zeros(s) for name, s in self.param_shapes(in_shape).items()}
+        if self.affine:
+            state["weight"][:] = 1.0
+        state.update(self.given_weights(self.param_shapes(in_shape)))
+        if self.track_running_stats:
+            state["running_mean"] = np.zeros(in_shape[0])
+            state["running_var"] = np.ones(in_shape[0])
+        return state
+
+    def forward(self, p, x, ctx):
+        axes = tuple(range(1, x.ndim))
+        col = (slice(None),) + (None,) * (x.ndim - 1)  # (C,) -> (C, 1, ..., 1)
+        use_batch = ctx.train or not self.track_running_stats
+        if use_batch:
+            mean, var = x.mean(axis=axes), x.var(axis=axes)
+            if ctx.train and self.track_running_stats:
+                self._update_running(p, mean, var, x.size // x.shape[0])
+        else:
+            mean, var = p["running_mean"], p["running_var"]
+        inv_std = 1.0 / (var + x.dtype.type(self.eps)) ** 0.5
+        xhat = (x - mean[col]) * inv_std[col]
+        y = xhat * p["weight"][col] + p["bias"][col] if self.affine else xhat
+        return y, (xhat, inv_std, use_batch)
+
+    def _update_running(self, p, mean, var, count):
+        m = self.momentum
+        unbiased = var * (count / max(count - 1, 1))
+        p["running_mean"] *= 1 - m
+        p["running_mean"] += m * mean
+        p["running_var"] *= 1 - m
+        p["running_var"] += m * unbiased
+
+    def backward(self, p, cache, gy, need_gx=True):
+        xhat, inv_std, use_batch = cache
+        axes = tuple(range(1, gy.ndim))
+        col = (slice(None),) + (None,) * (gy.ndim - 1)
+        grads = {}
+        if self.affine and self.trainable:
+            grads = {"weight": (gy * xhat).sum(axis=axes), "bias": gy.sum(axis=axes)}
+        if not need_gx:
+            return None, grads
+        gxhat = gy * p["weight"][col] if self.affine else gy
+        if not use_batch:  # fixed statistics: a per-channel affine map
+            return gxhat * inv_std[col], grads
+        # The batch statistics depend on x: subtract the mean gradient and its
+        # projection on x̂ (the standard batch-norm backward, per channel).
+        n = gy.size // gy.shape[0]
+        mean_g = gxhat.sum(axis=axes) / n
+        mean_gx = (gxhat * xhat).sum(axis=axes) / n
+        gx = (gxhat - mean_g[col] - xhat * mean_gx[col]) * inv_std[col]
+        return gx, grads
+
+
+@LAYERS.register("batchnorm2d")
+class BatchNorm2d(BatchNorm):
+    __doc__ = BatchNorm.__doc__ + "\n    Input and output (C, H, W)."
+    type: Literal["batchnorm2d"] = "batchnorm2d"
+    ranks: ClassVar = (3,)
+    examples: ClassVar = (({}, (3, 4, 5)), ({"affine": False, "momentum": 0.3}, (2, 3, 3)))
+
+
+@LAYERS.register("batchnorm1d")
+class BatchNorm1d(BatchNorm):
+    __doc__ = BatchNorm.__doc__ + "\n    Input and output (F,) or (C, L)."
+    type: Literal["batchnorm1d"] = "batchnorm1d"
+    ranks: ClassVar = (1, 2)
+    examples: ClassVar = (({}, (6,)), ({"eps": 1e-3}, (3, 5)))
+
+
+def channel_window_sum(z, before: int, after: int):
+    """s[c] = Σ z[c−before … c+after] along axis 0, zero outside (a loop over offsets)."""
+    xp = get_array_module(z)
+    C = z.shape[0]
+    s = xp.zeros_like(z)
+    for off in range(-before, after + 1):
+        lo, hi = max(0, -off), min(C, C - off)
+        if lo < hi:
+            s[lo:hi] += z[lo + off:hi + off]
+    return s
+
+
+@LAYERS.register("local_response_norm")
+class LocalResponseNorm(Layer):
+    """AlexNet's normalisation across channels (PyTorch's formula):
+
+    b_c = a_c / (k + (α/n)·Σ_{c' near c} a_{c'}²)^β, the window of n channels
+    running from c − ⌊n/2⌋ to c + ⌊(n−1)/2⌋ (zeros past the edges).
+    Input and output (C, H, W) or (C, L). No parameters.
+    """
+
+    type: Literal["local_response_norm"] = "local_response_norm"
+    size: PositiveInt = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1.0
+    ranks: ClassVar = (2, 3)
+    examples: ClassVar = (({"size": 3, "alpha": 0.1}, (5, 3, 3)),
+                          ({"size": 4, "alpha": 0.5, "beta": 0.6, "k": 2.0}, (6, 4)))
+
+    def forward(self, p, x, ctx):
+        n = self.size
+        s = self.k + (self.alpha / n) * channel_window_sum(x * x, n // 2, (n - 1) // 2)
+        y = x * s ** -self.beta
+        return y, (x, s, y)
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        x, s, y = cache
+        n = self.size
+        # Unit c enters the windows of c' ∈ [c − ⌊(n−1)/2⌋, c + ⌊n/2⌋]: the adjoint window.
+        t = channel_window_sum(gy * y / s, (n - 1) // 2, n // 2)
+        gx = gy * s ** -self.beta - (2.0 * self.alpha * self.beta / n) * x * t
+        return gx, {}

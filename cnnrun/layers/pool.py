@@ -1,0 +1,270 @@
+"""Pooling layers: max, average, p-norm, global average and adaptive average."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal, Optional, Union
+
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+
+from ..backend import get_array_module
+from ..ops import pool as ops
+from ..ops.im2col import crop_spatial, pad_spatial
+from ..ops.shapes import conv_out_size, window_padding
+from ..registry import LAYERS
+from .base import Layer, ShapeError, pair
+
+IntOrPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
+
+
+class Pool2d(Layer):
+    """Shared geometry of the sliding-window pools (stride defaults to the kernel)."""
+
+    kernel_size: IntOrPair
+    stride: Optional[IntOrPair] = None
+    padding: Union[NonNegativeInt, tuple[NonNegativeInt, NonNegativeInt]] = 0
+    ceil_mode: bool = False
+    ranks: ClassVar = (3,)
+
+    @model_validator(mode="after")
+    def _padding_at_most_half_kernel(self):
+        if any(p > k // 2 for p, k in zip(pair(self.padding), pair(self.kernel_size))):
+            raise ValueError(f"padding {self.padding} must be at most half the kernel "
+                             f"{self.kernel_size} (as in PyTorch)")
+        return self
+
+    def geometry(self):
+        k = pair(self.kernel_size)
+        s = pair(self.stride) if self.stride is not None else k
+        d = pair(getattr(self, "dilation", 1))
+        return k, s, d
+
+    def out_hw(self, hw):
+        k, s, d = self.geometry()
+        p = pair(self.padding)
+        return tuple(conv_out_size(n, ki, si, (pi, pi), di, self.ceil_mode)
+                     for n, ki, si, pi, di in zip(hw, k, s, p, d))
+
+    def pads(self, hw):
+        """(before, after) per axis, the after side including any ceil-mode overhang."""
+        k, s, d = self.geometry()
+        return tuple(window_padding(n, ki, si, (pi, pi), di, o) for n, ki, si, pi, di, o in
+                     zip(hw, k, s, pair(self.padding), d, self.out_hw(hw)))
+
+    def output_shape(self, in_shape):
+        self.check_rank(in_shape)
+        out = self.out_hw(in_shape[1:])
+        if min(out) < 1:
+            raise ShapeError(f"{self.label()}: window {self.kernel_size} does not fit input "
+                             f"shape {tuple(in_shape)} (padding {self.padding})")
+        return (in_shape[0], *out)
+
+    def receptive_field(self, rf, in_shape):
+        k, s, d = self.geometry()
+        return rf.window(k, s, pair(self.padding), d, grid=self.output_shape(in_shape)[1:])
+
+    def _padded(self, x, value=0.0):
+        pads = self.pads(x.shape[1:3])
+        return pad_spatial(x, pads, value), pads
+
+
+@LAYERS.register("maxpool2d")
+class MaxPool2d(Pool2d):
+    """Max over each window: y = max_{window} x. Input/output (C, H, W) → (C, OH, OW).
+
+    Padding is −∞; ceil_mode gives Caffe-style sizes. Backward sends each
+    window's gradient to its first maximum only.
+    """
+
+    type: Literal["maxpool2d"] = "maxpool2d"
+    dilation: IntOrPair = 1
+    examples: ClassVar = (
+        ({"kernel_size": 2}, (2, 6, 6)),
+        ({"kernel_size": 3, "stride": 2, "padding": 1}, (2, 7, 7)),
+        ({"kernel_size": 3, "stride": 2, "ceil_mode": True}, (1, 8, 8)),
+        ({"kernel_size": [2, 3], "stride": 1, "dilation": [2, 1]}, (2, 6, 7)),
+    )
+
+    def forward(self, p, x, ctx):
+        xpad, pads = self._padded(x, -float("inf"))
+        k, s, d = self.geometry()
+        y, idx = ops.max_forward(xpad, k, self.out_hw(x.shape[1:3]), s, d)
+        return y, (idx, xpad.shape[1:3], pads)
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        idx, padded_hw, pads = cache
+        k, s, d = self.geometry()
+        return crop_spatial(ops.max_backward(gy, idx, padded_hw, k, s, d), pads), {}
+
+
+@LAYERS.register("avgpool2d")
+class AvgPool2d(Pool2d):
+    """Mean over each window. count_include_pad counts the zero padding in the
+    divisor (PyTorch's default); a ceil-mode overhang never counts."""
+
+    type: Literal["avgpool2d"] = "avgpool2d"
+    count_include_pad: bool = True
+    examples: ClassVar = (
+        ({"kernel_size": 2}, (2, 6, 6)),
+        ({"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (2, 8, 8)),
+        ({"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}, (1, 7, 7)),
+    )
+
+    def _divisor(self, x, pads):
+        xp = get_array_module(x)
+        H, W = x.shape[1:3]
+        padded = (H + sum(pads[0]), W + sum(pads[1]))
+        (pt, _), (pl, _) = pads
+        if self.count_include_pad:  # input plus the declared padding, not the overhang
+            ph, pw = pair(self.padding)
+            valid, offset = (H + 2 * ph, W + 2 * pw), (0, 0)
+        else:
+            valid, offset = (H, W), (pt, pl)
+        k, s, _ = self.geometry()
+        div = ops.window_counts(valid, padded, offset, k, self.out_hw((H, W)), s, xp, x.dtype)
+        return div[None, :, :, None]  # (1, OH, OW, 1) broadcasts over C and N
+
+    def forward(self, p, x, ctx):
+        xpad, pads = self._padded(x)
+        k, s, _ = self.geometry()
+        div = self._divisor(x, pads)
+        y = ops.sum_forward(xpad, k, self.out_hw(x.shape[1:3]), s)
+        y /= div
+        return y, (xpad.shape[1:3], pads, div)
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        padded_hw, pads, div = cache
+        k, s, _ = self.geometry()
+        return crop_spatial(ops.sum_backward(gy / div, padded_hw, k, s), pads), {}
+
+
+@LAYERS.register("lp_pool2d")
+class LPPool2d(Pool2d):
+    """p-norm pooling. norm 'mean': y = ((1/K)Σ x^p)^(1/p) over K window cells (the
+    lecture notes' formula); norm 'sum': y = (Σ x^p)^(1/p) (PyTorch's lp_pool2d).
+    Defined for x ≥ 0 (x^p of a negative x is not real for fractional p)."""
+
+    type: Literal["lp_pool2d"] = "lp_pool2d"
+    norm_type: PositiveFloat = 2.0
+    norm: Literal["mean", "sum"] = "mean"
+    padding: Literal[0] = 0
+    examples: ClassVar = (
+        ({"kernel_size": 2, "norm_type": 5}, (2, 6, 6)),
+        ({"kernel_size": 3, "stride": 2, "norm_type": 2.5, "norm": "sum"}, (2, 7, 7)),
+    )
+
+    def _scale(self):
+        return math.prod(self.geometry()[0]) if self.norm == "mean" else 1
+
+    def forward(self, p, x, ctx):
+        k, s, _ = self.geometry()
+        P = self.norm_type
+        xpad, pads = self._padded(x)
+        total = ops.sum_forward(xpad ** P, k, self.out_hw(x.shape[1:3]), s)
+        y = (total / self._scale()) ** (1.0 / P)
+        return y, (xpad, pads, y)
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        xpad, pads, y = cache
+        k, s, _ = self.geometry()
+        P = self.norm_type
+        # ∂y/∂x = x^(p−1) / (K · y^(p−1)): the per-window part first, the per-tap part inside.
+        g = gy / (self._scale() * y ** (P - 1))
+        gx = ops.sum_backward(g, xpad.shape[1:3], k, s, per_tap=lambda sl: xpad[sl] ** (P - 1))
+        return crop_spatial(gx, pads), {}
+
+
+@LAYERS.register("global_avgpool")
+class GlobalAvgPool(Layer):
+    """Mean over all spatial positions: (C, H, W) or (C, L) → (C,)."""
+
+    type: Literal["global_avgpool"] = "global_avgpool"
+    ranks: ClassVar = (2, 3)
+    examples: ClassVar = (({}, (3, 4, 5)), ({}, (2, 6)))
+
+    def output_shape(self, in_shape):
+        self.check_rank(in_shape)
+        return (in_shape[0],)
+
+    def receptive_field(self, rf, in_shape):
+        return rf.whole_grid()
+
+    def forward(self, p, x, ctx):
+        axes = tuple(range(1, x.ndim - 1))
+        return x.mean(axis=axes), x.shape
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        shape = cache
+        xp = get_array_module(gy)
+        count = math.prod(shape[1:-1])
+        expand = (slice(None),) + (None,) * (len(shape) - 2) + (slice(None),)
+        return xp.broadcast_to(gy[expand] / count, shape), {}
+
+
+def bin_matrix(n_in: int, n_out: int, xp, dtype):
+    """(n_out, n_in) averaging matrix of PyTorch's adaptive bins [⌊i·n/m⌋, ⌈(i+1)·n/m⌉)."""
+    i = xp.arange(n_out)
+    start = (i * n_in) // n_out
+    end = -((-(i + 1) * n_in) // n_out)  # ceiling division
+    h = xp.arange(n_in)
+    inside = (h[None, :] >= start[:, None]) & (h[None, :] < end[:, None])
+    return inside.astype(dtype) / (end - start).astype(dtype)[:, None]
+
+
+@LAYERS.register("adaptive_avgpool2d")
+class AdaptiveAvgPool2d(Layer):
+    """Average over output_size bins chosen to cover the input (torchvision's AlexNet/VGG).
+
+    Bin i of n inputs → m outputs spans [⌊i·n/m⌋, ⌈(i+1)·n/m⌉). The 2-D mean is
+    separable, so y = A_H · x · A_Wᵀ per map. When n is not a multiple of m the
+    bins differ in size; the receptive field then reports the largest bin.
+    """
+
+    type: Literal["adaptive_avgpool2d"] = "adaptive_avgpool2d"
+    output_size: IntOrPair
+    ranks: ClassVar = (3,)
+    examples: ClassVar = (({"output_size": 2}, (2, 4, 6)), ({"output_size": [3, 2]}, (2, 7, 5)),
+                          ({"output_size": 3}, (1, 2, 4)))
+
+    def output_shape(self, in_shape):
+        self.check_rank(in_shape)
+        return (in_shape[0], *pair(self.output_size))
+
+    def _bins(self, hw):
+        """(largest bin, mean stride) per axis, for the receptive field."""
+        out = pair(self.output_size)
+        k = tuple(max(-((-(i + 1) * n) // m) - (i * n) // m for i in range(m))
+                  for n, m in zip(hw, out))
+        s = tuple(max(1, n // m) for n, m in zip(hw, out))
+        return k, s
+
+    def receptive_field(self, rf, in_shape):
+        k, s = self._bins(in_shape[1:])
+        return rf.window(k, s, (0, 0), grid=self.output_shape(in_shape)[1:])
+
+    def forward(self, p, x, ctx):
+        xp = get_array_module(x)
+        (H, W), (OH, OW) = x.shape[1:3], pair(self.output_size)
+        if (H, W) == (OH, OW):  # one cell per bin: the identity (VGG-16 at 224×224)
+            return x, None
+        Ah, Aw = bin_matrix(H, OH, xp, x.dtype), bin_matrix(W, OW, xp, x.dtype)
+        t = xp.einsum("ih,chwn->ciwn", Ah, x)  # (C, OH, W, N)
+        return xp.einsum("jw,ciwn->cijn", Aw, t), (Ah, Aw)
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        if cache is None:
+            return gy, {}
+        xp = get_array_module(gy)
+        Ah, Aw = cache
+        t = xp.einsum("jw,cijn->ciwn", Aw, gy)  # (C, OH, W, N)
+        return xp.einsum("ih,ciwn->chwn", Ah, t), {}

@@ -1,0 +1,157 @@
+"""Expanding layers of the lecture notes: transposed convolution and upsampling."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal, Union
+
+from pydantic import NonNegativeInt, PositiveInt
+
+from ..backend import get_array_module
+from ..ops.conv import conv_forward, conv_grad_input, conv_grad_weight
+from ..ops.im2col import im2col, pad_spatial
+from ..ops.shapes import conv_transpose_out_size
+from ..registry import LAYERS
+from .base import Layer, ParamLayer, ShapeError, pair
+
+IntOrPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
+NonNegPair = Union[NonNegativeInt, tuple[NonNegativeInt, NonNegativeInt]]
+
+
+@LAYERS.register("conv_transpose2d")
+class ConvTranspose2d(ParamLayer):
+    """The exact adjoint of conv2d (a "fractionally strided" convolution).
+
+    Input (C, H, W) → (out_channels, OH, OW), OH = (H−1)s − 2p + d(k−1) + output_padding + 1.
+    Weight (C, out_channels/groups, KH, KW) and bias (out_channels,), as in PyTorch.
+    Forward is conv2d's input gradient; backward is conv2d's forward and weight gradient.
+    """
+
+    type: Literal["conv_transpose2d"] = "conv_transpose2d"
+    out_channels: PositiveInt
+    kernel_size: IntOrPair
+    stride: IntOrPair = 1
+    padding: NonNegPair = 0
+    output_padding: NonNegPair = 0
+    dilation: IntOrPair = 1
+    groups: PositiveInt = 1
+    bias: bool = True
+    ranks: ClassVar = (3,)
+    examples: ClassVar = (
+        ({"out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1},
+         (2, 3, 4)),
+        ({"out_channels": 4, "kernel_size": [2, 3], "stride": [1, 2], "groups": 2,
+          "dilation": [2, 1]}, (2, 3, 3)),
+    )
+
+    def _geo(self):
+        return (pair(self.kernel_size), pair(self.stride), pair(self.padding),
+                pair(self.dilation), pair(self.output_padding))
+
+    def output_shape(self, in_shape):
+        self.check_rank(in_shape)
+        k, s, p, d, op = self._geo()
+        for name, n in (("input channels", in_shape[0]), ("out_channels", self.out_channels)):
+            if n % self.groups:
+                raise ShapeError(f"{self.label()}: {name} ({n}) must be divisible by groups")
+        if any(o >= max(si, di) for o, si, di in zip(op, s, d)):
+            raise ShapeError(f"{self.label()}: output_padding must be smaller than stride or "
+                             f"dilation (as in PyTorch)")
+        out = tuple(conv_transpose_out_size(n, *a) for n, *a in zip(in_shape[1:], k, s, p, d, op))
+        if min(out) < 1:
+            raise ShapeError(f"{self.label()}: padding {self.padding} leaves no output for "
+                             f"input shape {tuple(in_shape)}")
+        return (self.out_channels, *out)
+
+    def receptive_field(self, rf, in_shape):
+        # An output unit reads about k/s inputs per axis; in input pixels the jump shrinks by s.
+        k, s, p, d, _ = self._geo()
+        size = tuple(r + (-(-(di * (ki - 1) + 1) // si) - 1) * j
+                     for r, j, ki, si, di in zip(rf.size, rf.jump, k, s, d))
+        jump = tuple(max(1, j // si) for j, si in zip(rf.jump, s))
+        return type(rf)(size, jump, rf.start, self.output_shape(in_shape)[1:])
+
+    def param_shapes(self, in_shape):
+        k = pair(self.kernel_size)
+        shapes = {"weight": (in_shape[0], self.out_channels // self.groups, *k)}
+        if self.bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
+
+    def macs(self, in_shape):
+        k = pair(self.kernel_size)
+        return math.prod(in_shape) * (self.out_channels // self.groups) * math.prod(k)
+
+    def forward(self, p, x, ctx):
+        k, s, pad, d, _ = self._geo()
+        out_hw = self.output_shape(x.shape[:-1])[1:]
+        pads = tuple((pi, pi) for pi in pad)
+        y = conv_grad_input(x, p["weight"], out_hw, s, pads, d, self.groups)
+        if self.bias:
+            y = y + p["bias"][:, None, None, None]
+        return y, x
+
+    def backward(self, p, cache, gy, need_gx=True):
+        x = cache
+        k, s, pad, d, _ = self._geo()
+        pads = tuple((pi, pi) for pi in pad)
+        gx, cols = conv_forward(gy, p["weight"], None, s, pads, d, self.groups) if need_gx \
+            else (None, None)
+        if not self.trainable:
+            return gx, {}
+        if cols is None:
+            gpad = pad_spatial(gy, pads)
+            cols = im2col(gpad, k, x.shape[1:3], s, d)
+        grads = {"weight": conv_grad_weight(x, cols, p["weight"].shape, self.groups)}
+        if self.bias:
+            grads["bias"] = gy.sum(axis=(1, 2, 3))
+        return gx, grads
+
+
+@LAYERS.register("upsample2d")
+class Upsample2d(Layer):
+    """Upsampling by an integer factor s per axis. Input (C, H, W).
+
+    mode 'nearest': each pixel repeated into an s×s block → (C, sH, sW).
+    mode 'zeros': s−1 zeros inserted between pixels → (C, (H−1)s+1, (W−1)s+1),
+    i.e. a transposed convolution with a 1×1 kernel of one and stride s.
+    """
+
+    type: Literal["upsample2d"] = "upsample2d"
+    scale_factor: IntOrPair = 2
+    mode: Literal["nearest", "zeros"] = "nearest"
+    ranks: ClassVar = (3,)
+    examples: ClassVar = (({"scale_factor": 2}, (2, 3, 4)),
+                          ({"scale_factor": [2, 3], "mode": "zeros"}, (2, 3, 3)))
+
+    def output_shape(self, in_shape):
+        self.check_rank(in_shape)
+        s = pair(self.scale_factor)
+        if self.mode == "nearest":
+            return (in_shape[0], *(n * si for n, si in zip(in_shape[1:], s)))
+        return (in_shape[0], *((n - 1) * si + 1 for n, si in zip(in_shape[1:], s)))
+
+    def receptive_field(self, rf, in_shape):
+        s = pair(self.scale_factor)
+        jump = tuple(max(1, j // si) for j, si in zip(rf.jump, s))
+        return type(rf)(rf.size, jump, rf.start, self.output_shape(in_shape)[1:])
+
+    def forward(self, p, x, ctx):
+        xp = get_array_module(x)
+        sh, sw = pair(self.scale_factor)
+        C, H, W, N = x.shape
+        if self.mode == "nearest":
+            y = xp.broadcast_to(x[:, :, None, :, None], (C, H, sh, W, sw, N))
+            return y.reshape(C, H * sh, W * sw, N), None  # (C, H, sh, W, sw, N) -> (C, sH, sW, N)
+        y = xp.zeros((C, (H - 1) * sh + 1, (W - 1) * sw + 1, N), dtype=x.dtype)
+        y[:, ::sh, ::sw] = x
+        return y, None
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        sh, sw = pair(self.scale_factor)
+        if self.mode == "zeros":
+            return gy[:, ::sh, ::sw], {}
+        C, H2, W2, N = gy.shape
+        return gy.reshape(C, H2 // sh, sh, W2 // sw, sw, N).sum(axis=(2, 4)), {}

@@ -1,0 +1,113 @@
+"""A network: a root sequence of layers over a fixed per-sample input shape.
+
+State (parameters and buffers) is a nested dict mirroring the containers;
+``flatten`` gives the dotted-name view (``layer1.0.conv1.weight``) that
+optimizers and checkpoints use, sharing the same arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import get_array_module, random_generator, to_device
+from .layers import RF, Context, Layer
+from .layers.containers import Sequential
+from .layout import to_engine, to_external
+
+
+def flatten(nested: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, val in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(val, dict):
+            flat.update(flatten(val, name + "."))
+        else:
+            flat[name] = val
+    return flat
+
+
+def unflatten(flat: dict) -> dict:
+    nested: dict = {}
+    for name, val in flat.items():
+        *path, leaf = name.split(".")
+        node = nested
+        for key in path:
+            node = node.setdefault(key, {})
+        node[leaf] = val
+    return nested
+
+
+class Model:
+    """Layers bound to an input shape. Construction checks every shape."""
+
+    def __init__(self, layers: list[Layer] | Sequential, input_shape: tuple[int, ...]):
+        self.root = layers if isinstance(layers, Sequential) else Sequential(layers=list(layers))
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.root.output_shape(self.input_shape)
+
+    # ---- rules --------------------------------------------------------------
+    def param_shapes(self) -> dict:
+        return self.root.param_shapes(self.input_shape)
+
+    def buffer_shapes(self) -> dict:
+        return self.root.buffer_shapes(self.input_shape)
+
+    def n_params(self) -> int:
+        return self.root.n_params(self.input_shape)
+
+    def macs(self) -> int:
+        return self.root.macs(self.input_shape)
+
+    def receptive_field(self) -> RF:
+        return self.root.receptive_field(RF.of_input(self.input_shape[1:]), self.input_shape)
+
+    # ---- state ----------------------------------------------------------------
+    def init(self, seed: int = 0, dtype=np.float32, xp=np) -> dict:
+        """Draw parameters on the host from ``seed`` (float64), then cast and move once."""
+        rng = np.random.default_rng(seed)
+        host = self.root.init_state(self.input_shape, rng)
+        return _map(host, lambda a: to_device(np.asarray(a, dtype=dtype), xp))
+
+    def trainable_names(self) -> set[str]:
+        """Dotted names of the parameters that receive gradients."""
+        return set(flatten(self.grads_template()))
+
+    def grads_template(self) -> dict:
+        return _trainable(self.root, self.input_shape)
+
+    # ---- computation (engine layout) ------------------------------------------
+    def forward(self, state, x, train=False, rng=None):
+        return self.root.forward(state, x, Context(train=train, rng=rng))
+
+    def backward(self, state, cache, gy, need_gx=False):
+        return self.root.backward(state, cache, gy, need_gx)
+
+    # ---- convenience (PyTorch layout in and out) --------------------------------
+    def predict(self, state, x_nchw, batch_size: int = 256):
+        """Outputs (N, K) of an (N, C, H, W) batch in evaluation mode, in chunks."""
+        xp = get_array_module(x_nchw)
+        outs = []
+        for i in range(0, x_nchw.shape[0], batch_size):
+            y, _ = self.forward(state, to_engine(x_nchw[i:i + batch_size]))
+            outs.append(to_external(y))
+        return xp.concatenate(outs, axis=0)
+
+
+def _map(nested, fn):
+    return {k: _map(v, fn) if isinstance(v, dict) else fn(v) for k, v in nested.items()}
+
+
+def _trainable(layer, in_shape) -> dict:
+    """Nested dict of the trainable parameters' shapes."""
+    children = getattr(layer, "child_inputs", None)
+    if children is not None:
+        out = {}
+        for name, child, shape in children(in_shape):
+            sub = _trainable(child, shape)
+            if sub:
+                out[name] = sub
+        return out
+    return layer.param_shapes(in_shape) if layer.has_trainable() else {}
+
+
+__all__ = ["Model", "flatten", "unflatten", "random_generator"]

@@ -1,0 +1,1 @@
+"""Array kernels shared by several layers (shape arithmetic, im2col, col2im)."""

@@ -1,0 +1,79 @@
+"""Window reductions for pooling on (C, H, W, N) arrays, looping over kernel taps only.
+
+Max-pool keeps, per output unit, the index of the first tap that holds the
+window's maximum; backward sends the whole gradient to that one input (as
+PyTorch does). Routing it to every tied maximum would multiply gradients on
+MNIST's flat zero backgrounds.
+"""
+
+from __future__ import annotations
+
+from ..backend import get_array_module
+from .im2col import tap_slices
+
+
+def taps(kernel):
+    """(t, i, j) for every tap of a KH×KW kernel, row-major (t is the flat index)."""
+    KH, KW = kernel
+    for i in range(KH):
+        for j in range(KW):
+            yield i * KW + j, i, j
+
+
+def max_forward(xpad, kernel, out_hw, stride, dilation):
+    """Window maxima (C, OH, OW, N) and the winning tap of each (uint8/int16)."""
+    xp = get_array_module(xpad)
+    y, idx, mask = None, None, None
+    for t, i, j in taps(kernel):
+        v = xpad[(slice(None), *tap_slices(i, j, out_hw, stride, dilation))]
+        if y is None:
+            y = v.copy()
+            idx = xp.zeros(y.shape, dtype=xp.uint8 if kernel[0] * kernel[1] < 256 else xp.int16)
+            mask = xp.empty(y.shape, dtype=bool)
+            continue
+        xp.greater(v, y, out=mask)  # strictly greater: the first maximum keeps its place
+        xp.copyto(y, v, where=mask)
+        xp.copyto(idx, t, where=mask)
+    return y, idx
+
+
+def max_backward(gy, idx, padded_hw, kernel, stride, dilation):
+    """Scatter gy to the winning tap of each window; overlapping windows add up."""
+    xp = get_array_module(gy)
+    C, OH, OW, N = gy.shape
+    gx = xp.zeros((C, *padded_hw, N), dtype=gy.dtype)
+    for t, i, j in taps(kernel):
+        gx[(slice(None), *tap_slices(i, j, (OH, OW), stride, dilation))] += gy * (idx == t)
+    return gx
+
+
+def sum_forward(xpad, kernel, out_hw, stride, dilation=(1, 1)):
+    """Window sums (C, OH, OW, N)."""
+    xp = get_array_module(xpad)
+    y = None
+    for _, i, j in taps(kernel):
+        v = xpad[(slice(None), *tap_slices(i, j, out_hw, stride, dilation))]
+        y = v.copy() if y is None else xp.add(y, v, out=y)
+    return y
+
+
+def sum_backward(g, padded_hw, kernel, stride, dilation=(1, 1), per_tap=None):
+    """Adjoint of sum_forward: every tap receives g (times per_tap(i, j) when given)."""
+    xp = get_array_module(g)
+    C, OH, OW, N = g.shape
+    gx = xp.zeros((C, *padded_hw, N), dtype=g.dtype)
+    for _, i, j in taps(kernel):
+        sl = (slice(None), *tap_slices(i, j, (OH, OW), stride, dilation))
+        gx[sl] += g if per_tap is None else g * per_tap(sl)
+    return gx
+
+
+def window_counts(valid_hw, padded_hw, offset, kernel, out_hw, stride, xp, dtype):
+    """How many cells of each window lie in the region counted by the divisor.
+
+    The region is valid_hw cells starting at ``offset`` inside the padded
+    input; returns (OH, OW), used as the average-pool divisor.
+    """
+    mask = xp.zeros((1, *padded_hw, 1), dtype=dtype)
+    mask[0, offset[0]:offset[0] + valid_hw[0], offset[1]:offset[1] + valid_hw[1], 0] = 1
+    return sum_forward(mask, kernel, out_hw, stride)[0, :, :, 0]
