@@ -35,7 +35,7 @@ class Residual(Container):
     shortcut: list["AnyLayer"] = []
     shortcut_name: str = "shortcut"
     examples: ClassVar = (
-        ({"body": [_CONV, {"type": "tanh"}, _CONV]}, (2, 4, 4)),
+        ({"body": [_CONV, {"type": "tanh"}, _CONV]}, (2, 6, 6)),
         ({"body": [{**_CONV, "stride": 2}], "shortcut": [
             {"type": "conv2d", "out_channels": 2, "kernel_size": 1, "stride": 2}]}, (3, 5, 5)),
     )
