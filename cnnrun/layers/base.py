@@ -32,7 +32,17 @@ Shape = tuple[int, ...]
 
 
 class ShapeError(ValueError):
-    """A layer cannot take the shape it is given; the message names both."""
+    """A layer cannot take the shape it is given; the message names both.
+
+    ``path`` is the key path of the failing layer inside its containers, e.g.
+    ('layers', 3, 'body', 0); containers prepend their part as it propagates.
+    """
+
+    path: tuple = ()
+
+    def within(self, *prefix) -> "ShapeError":
+        self.path = tuple(prefix) + tuple(self.path)
+        return self
 
 
 @dataclass(frozen=True)

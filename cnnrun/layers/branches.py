@@ -65,8 +65,11 @@ class Residual(Container):
         return out + ([(self.shortcut_name, self._shortcut, tuple(in_shape))] if self.shortcut else [])
 
     def output_shape(self, in_shape):
-        body_out = sequence_shapes(named(self.body), in_shape)[-1]
-        short_out = self._shortcut.output_shape(in_shape)
+        body_out = sequence_shapes(named(self.body), in_shape, "body")[-1]
+        try:
+            short_out = self._shortcut.output_shape(in_shape)
+        except ShapeError as e:
+            raise e.within("shortcut", *e.path[1:]) from None
         if body_out != short_out:
             raise ShapeError(f"{self.label()}: the body gives {body_out} but the shortcut gives "
                              f"{short_out}; add a projection shortcut (e.g. a 1×1 conv2d with "
@@ -134,7 +137,13 @@ class Concat(Container):
         return [(n, c, tuple(in_shape)) for n, c in self._branches]
 
     def output_shape(self, in_shape):
-        return concat_shape(self.label(), [c.output_shape(in_shape) for _, c in self._branches])
+        shapes = []
+        for b, (_, branch) in enumerate(self._branches):
+            try:
+                shapes.append(branch.output_shape(in_shape))
+            except ShapeError as e:
+                raise e.within("branches", b, *e.path[1:]) from None
+        return concat_shape(self.label(), shapes)
 
     def receptive_field(self, rf, in_shape):
         return widest([c.receptive_field(rf, in_shape) for _, c in self._branches], self.label())
@@ -180,7 +189,7 @@ class Dense(Container):
         return [(n, c, s) for (n, c), s in zip(self.children(), shapes)]
 
     def output_shape(self, in_shape):
-        body_out = sequence_shapes(self.children(), in_shape)[-1]
+        body_out = sequence_shapes(self.children(), in_shape, "body")[-1]
         return concat_shape(self.label(), [tuple(in_shape), body_out])
 
     def receptive_field(self, rf, in_shape):

@@ -46,11 +46,17 @@ def _frozen(child):
 
 
 # ---- walking a sequence of named children ----------------------------------
-def sequence_shapes(children, in_shape):
-    """The input shape of each child, then the final output shape."""
+def sequence_shapes(children, in_shape, field="layers"):
+    """The input shape of each child, then the final output shape.
+
+    A ShapeError gets (field, index) prepended to its path, so a config error
+    can point at the YAML item that failed."""
     shapes = [tuple(in_shape)]
-    for _, child in children:
-        shapes.append(child.output_shape(shapes[-1]))
+    for i, (_, child) in enumerate(children):
+        try:
+            shapes.append(child.output_shape(shapes[-1]))
+        except ShapeError as e:
+            raise e.within(field, i)
     return shapes
 
 

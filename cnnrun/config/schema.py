@@ -1,0 +1,201 @@
+"""The config file's schema: ``model``, ``data`` and ``train`` (pydantic, extra keys forbidden).
+
+Every default is explicit here, so the resolved config written into each run
+directory is complete.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
+
+from ..layers import AnyLayer
+from ..losses import AnyLoss, CrossEntropy
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- model -------------------------------------------------------------------
+class ModelConfig(Strict):
+    input_shape: tuple[PositiveInt, ...] = Field(description="per-sample (C, H, W), no batch axis")
+    layers: list[AnyLayer]
+
+
+# ---- data --------------------------------------------------------------------
+class Normalize(Strict):
+    mean: Optional[list[float]] = Field(None, description="per channel; computed from training "
+                                                          "data when omitted")
+    std: Optional[list[float]] = None
+
+
+class Affine(Strict):
+    """Random affine distortions of the lecture notes, each drawn uniformly from its range."""
+    rotation: float = Field(0.0, ge=0, description="degrees, ±")
+    translate: float = Field(0.0, ge=0, description="fraction of the size, ±")
+    scale: tuple[PositiveFloat, PositiveFloat] = (1.0, 1.0)
+    shear: float = Field(0.0, ge=0, description="degrees, ±")
+    stretch: float = Field(0.0, ge=0, description="fractional change of aspect ratio, ±")
+
+
+class Augment(Strict):
+    random_crop_padding: NonNegativeInt = 0
+    hflip: bool = False
+    affine: Optional[Affine] = None
+
+
+class Preprocess(Strict):
+    scale: float = 1.0 / 255.0
+    normalize: Optional[Normalize] = None
+    pad: NonNegativeInt = 0
+    resize: Optional[tuple[PositiveInt, PositiveInt]] = None
+    background: Optional[tuple[float, float]] = Field(
+        None, description="map [0, 1] pixels linearly onto (low, high), e.g. LeNet's (-0.1, 1.175)")
+
+
+class Synthetic(Strict):
+    shape: tuple[PositiveInt, ...] = (1, 28, 28)
+    num_classes: PositiveInt = 10
+    train_size: PositiveInt = 512
+    test_size: PositiveInt = 128
+
+
+class DataConfig(Strict):
+    dataset: Literal["mnist", "fashion_mnist", "cifar10", "image_folder", "synthetic"] = "mnist"
+    root: Optional[str] = Field(None, description="directory of the files; None: the shipped "
+                                                  "MNIST subset")
+    download: bool = False
+    cache_dir: Optional[str] = None
+    train_limit: Optional[PositiveInt] = Field(None, description="use only the first N training "
+                                                                 "samples")
+    test_limit: Optional[PositiveInt] = None
+    val_split: Union[NonNegativeInt, Annotated[float, Field(ge=0.0, lt=1.0)]] = 0
+    preprocess: Preprocess = Preprocess()
+    augment: Augment = Augment()
+    synthetic: Synthetic = Synthetic()
+
+
+# ---- optimisation ------------------------------------------------------------
+class SGD(Strict):
+    type: Literal["sgd"] = "sgd"
+    lr: PositiveFloat = 0.01
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0.0)
+    form: Literal["pytorch", "caffe"] = Field("pytorch", description="pytorch: v=μv+g, w-=lr·v; "
+                                                                     "caffe: v=μv+lr·g, w-=v")
+
+
+class Adam(Strict):
+    type: Literal["adam"] = "adam"
+    lr: PositiveFloat = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+class AdamW(Adam):
+    type: Literal["adamw"] = "adamw"
+    weight_decay: float = Field(0.01, ge=0.0)
+
+
+class RMSprop(Strict):
+    type: Literal["rmsprop"] = "rmsprop"
+    lr: PositiveFloat = 1e-2
+    alpha: float = Field(0.99, gt=0.0, lt=1.0)
+    eps: PositiveFloat = 1e-8
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+AnyOptimizer = Annotated[Union[SGD, Adam, AdamW, RMSprop], Field(discriminator="type")]
+
+
+class Warmup(Strict):
+    steps: NonNegativeInt = 0
+    start_factor: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class Constant(Strict):
+    type: Literal["constant"] = "constant"
+    warmup: Warmup = Warmup()
+
+
+class StepLR(Constant):
+    type: Literal["step"] = "step"
+    step_size: PositiveInt = 10
+    gamma: PositiveFloat = 0.1
+
+
+class MultiStep(Constant):
+    type: Literal["multistep"] = "multistep"
+    milestones: list[PositiveInt] = []
+    gamma: PositiveFloat = 0.1
+
+
+class Exponential(Constant):
+    type: Literal["exponential"] = "exponential"
+    gamma: PositiveFloat = 0.95
+
+
+class Cosine(Constant):
+    type: Literal["cosine"] = "cosine"
+    t_max: Optional[PositiveInt] = Field(None, description="epochs; the run's epochs if omitted")
+    eta_min: float = Field(0.0, ge=0.0)
+
+
+class Inv(Constant):
+    type: Literal["inv"] = "inv"
+    gamma: float = Field(1e-4, ge=0.0)
+    power: float = 0.75
+
+
+class Poly(Constant):
+    type: Literal["poly"] = "poly"
+    power: float = 1.0
+    max_steps: Optional[PositiveInt] = Field(None, description="iterations; the run's if omitted")
+
+
+class Plateau(Constant):
+    type: Literal["plateau"] = "plateau"
+    factor: float = Field(0.1, gt=0.0, lt=1.0)
+    patience: NonNegativeInt = 10
+    threshold: float = Field(1e-4, ge=0.0)
+    cooldown: NonNegativeInt = 0
+    min_lr: float = Field(0.0, ge=0.0)
+
+
+AnySchedule = Annotated[Union[Constant, StepLR, MultiStep, Exponential, Cosine, Inv, Poly,
+                              Plateau], Field(discriminator="type")]
+
+
+class EarlyStopping(Strict):
+    patience: PositiveInt = 5
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best: bool = True
+
+
+class TrainConfig(Strict):
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 64
+    optimizer: AnyOptimizer = SGD()
+    schedule: AnySchedule = Constant()
+    loss: AnyLoss = CrossEntropy()
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    backend: Literal["numpy", "cupy", "auto"] = "numpy"
+    monitor: Literal["val_loss", "val_accuracy", "train_loss"] = "val_accuracy"
+    lr_mult: dict[str, PositiveFloat] = Field({}, description="name pattern → learning-rate factor")
+    no_decay: list[str] = Field([], description="'bias', 'norm' or name patterns without decay")
+    grad_clip_norm: Optional[PositiveFloat] = None
+    early_stopping: Optional[EarlyStopping] = None
+    log_every: PositiveInt = 20
+
+
+class RunConfig(Strict):
+    name: Optional[str] = None
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()

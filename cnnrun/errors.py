@@ -1,0 +1,18 @@
+"""The two kinds of failure the CLI distinguishes.
+
+UserError: bad input (config, file, argument, unreadable checkpoint) → exit 2.
+RunFailed: the input was fine but the run went wrong (e.g. the loss became NaN) → exit 1.
+Both carry a one-paragraph message that says where the problem is and what to do.
+"""
+
+
+class CnnrunError(Exception):
+    exit_code = 2
+
+
+class UserError(CnnrunError):
+    exit_code = 2
+
+
+class RunFailed(CnnrunError):
+    exit_code = 1
