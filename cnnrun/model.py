@@ -111,3 +111,14 @@ def _trainable(layer, in_shape) -> dict:
 
 
 __all__ = ["Model", "flatten", "unflatten", "random_generator"]
+
+
+def param_owner_types(layer, in_shape, prefix: str = "") -> dict[str, str]:
+    """Dotted parameter name → the type of the leaf layer that owns it (for no-decay groups)."""
+    children = getattr(layer, "child_inputs", None)
+    if children is None:
+        return {f"{prefix}{n}": layer.type for n in layer.param_shapes(in_shape)}
+    out = {}
+    for name, child, shape in children(in_shape):
+        out.update(param_owner_types(child, shape, f"{prefix}{name}."))
+    return out

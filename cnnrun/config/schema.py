@@ -67,7 +67,10 @@ class DataConfig(Strict):
     root: Optional[str] = Field(None, description="directory of the files; None: the shipped "
                                                   "MNIST subset")
     download: bool = False
-    cache_dir: Optional[str] = None
+    mirror: Optional[str] = Field(None, description="base URL to download from instead of the "
+                                                    "default MNIST mirror")
+    cache_dir: Optional[str] = Field(None, description="where downloads go; default "
+                                                       "~/.cache/cnnrun/<dataset>")
     train_limit: Optional[PositiveInt] = Field(None, description="use only the first N training "
                                                                  "samples")
     test_limit: Optional[PositiveInt] = None

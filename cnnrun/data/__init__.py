@@ -1,0 +1,88 @@
+"""Datasets, preprocessing, augmentation and seeded batching.
+
+Random streams are pure functions of (seed, stream, position): the shuffle
+of epoch e is ``default_rng([seed, SHUFFLE, e])`` and the augmentation of
+batch b is ``default_rng([seed, AUGMENT, e, b])``. Resuming mid-epoch
+therefore needs only the position, and reproduces the data order exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import transforms
+from .sources import Split, load_split
+
+STREAM_INIT, STREAM_SPLIT, STREAM_SHUFFLE, STREAM_AUGMENT, STREAM_DROPOUT = range(5)
+
+
+@dataclass
+class Prepared:
+    """A preprocessed split: float images (N, C, H, W) and labels."""
+
+    x: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class DataBundle:
+    train: Prepared
+    val: Prepared | None
+    test: Prepared
+    fill: np.ndarray  # what a blank pixel becomes, per channel
+    stats: tuple | None
+
+
+def prepare(cfg, seed: int, dtype=np.float32, splits=("train", "test")) -> DataBundle:
+    """Load, split off validation, compute statistics on training data only, preprocess."""
+    dtype = np.dtype(dtype)
+    train = load_split(cfg, "train")
+    val = None
+    n_val = _val_count(cfg.val_split, len(train.labels))
+    if n_val:
+        order = np.random.default_rng([seed, STREAM_SPLIT]).permutation(len(train.labels))
+        val, train = train.take(np.sort(order[:n_val])), train.take(np.sort(order[n_val:]))
+    stats = transforms.channel_stats(train.images, cfg.preprocess)
+
+    def prep(split: Split | None):
+        if split is None:
+            return None
+        return Prepared(transforms.preprocess(split.images, cfg.preprocess, stats, dtype),
+                        split.labels, split.classes)
+
+    test = load_split(cfg, "test") if "test" in splits else None
+    return DataBundle(prep(train), prep(val), prep(test),
+                      transforms.fill_value(cfg.preprocess, stats, dtype), stats)
+
+
+def _val_count(spec, n: int) -> int:
+    return int(round(spec * n)) if isinstance(spec, float) else min(int(spec), n - 1)
+
+
+def batches(data: Prepared, batch_size: int, seed: int, epoch: int, start: int = 0,
+            augment_cfg=None, fill=None, shuffle: bool = True):
+    """Yield (batch index, x, y) of one epoch, from batch ``start`` on."""
+    n = len(data)
+    order = np.random.default_rng([seed, STREAM_SHUFFLE, epoch]).permutation(n) if shuffle \
+        else np.arange(n)
+    for b in range(start, num_batches(n, batch_size)):
+        idx = order[b * batch_size:(b + 1) * batch_size]
+        x = data.x[idx]
+        if augment_cfg is not None and not transforms.is_identity(augment_cfg):
+            rng = np.random.default_rng([seed, STREAM_AUGMENT, epoch, b])
+            x = transforms.augment(x, augment_cfg, rng, fill)
+        yield b, x, data.y[idx]
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+__all__ = ["DataBundle", "Prepared", "prepare", "batches", "num_batches", "STREAM_INIT",
+           "STREAM_DROPOUT"]

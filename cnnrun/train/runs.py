@@ -1,0 +1,72 @@
+"""A run's directory: resolved config, metrics (JSON lines and CSV) and checkpoints.
+
+    runs/<config name>/<YYYYmmdd-HHMMSS>/
+        config.yaml            every default filled in
+        metrics.jsonl          one line per epoch ("kind": "epoch") and per logged step
+        metrics.csv            one row per epoch
+        checkpoints/last.safetensors, checkpoints/best.safetensors
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+EPOCH_FIELDS = ["epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                "test_loss", "test_accuracy", "lr", "seconds"]
+
+
+def new_run_dir(name: str, out: str | None, root: str = "runs") -> Path:
+    if out:
+        path = Path(out)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path(root) / name / stamp
+        n = 1
+        while path.exists():  # two runs in the same second
+            n += 1
+            path = Path(root) / name / f"{stamp}-{n}"
+    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def config_yaml(cfg) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def write_config(run_dir: Path, cfg) -> None:
+    (run_dir / "config.yaml").write_text(config_yaml(cfg), encoding="utf-8")
+
+
+class MetricsWriter:
+    """Appends rows as they come, flushed each time, so a crash loses nothing written."""
+
+    def __init__(self, run_dir: Path):
+        self.jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        csv_path = run_dir / "metrics.csv"
+        new = not csv_path.exists() or csv_path.stat().st_size == 0
+        self.csv_file = open(csv_path, "a", newline="", encoding="utf-8")
+        self.csv = csv.DictWriter(self.csv_file, fieldnames=EPOCH_FIELDS, extrasaction="ignore")
+        if new:
+            self.csv.writeheader()
+            self.csv_file.flush()
+
+    def step(self, row: dict) -> None:
+        self._json({"kind": "step", **row})
+
+    def epoch(self, row: dict) -> None:
+        self._json({"kind": "epoch", **row})
+        self.csv.writerow({k: row.get(k, "") for k in EPOCH_FIELDS})
+        self.csv_file.flush()
+
+    def _json(self, row: dict) -> None:
+        self.jsonl.write(json.dumps(row) + "\n")
+        self.jsonl.flush()
+
+    def close(self) -> None:
+        self.jsonl.close()
+        self.csv_file.close()
