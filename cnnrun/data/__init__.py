@@ -39,16 +39,21 @@ class DataBundle:
     stats: tuple | None
 
 
-def prepare(cfg, seed: int, dtype=np.float32, splits=("train", "test")) -> DataBundle:
-    """Load, split off validation, compute statistics on training data only, preprocess."""
+def prepare(cfg, seed: int, dtype=np.float32, stats=None, splits=("train", "test")) -> DataBundle:
+    """Load, split off validation, compute statistics on training data only, preprocess.
+
+    With ``stats`` given (from a checkpoint) and only 'test' asked for, the
+    training files are not read at all."""
     dtype = np.dtype(dtype)
-    train = load_split(cfg, "train")
-    val = None
-    n_val = _val_count(cfg.val_split, len(train.labels))
-    if n_val:
-        order = np.random.default_rng([seed, STREAM_SPLIT]).permutation(len(train.labels))
-        val, train = train.take(np.sort(order[:n_val])), train.take(np.sort(order[n_val:]))
-    stats = transforms.channel_stats(train.images, cfg.preprocess)
+    train = val = None
+    if "train" in splits or stats is None and cfg.preprocess.normalize is not None:
+        train = load_split(cfg, "train")
+        n_val = _val_count(cfg.val_split, len(train.labels))
+        if n_val:
+            order = np.random.default_rng([seed, STREAM_SPLIT]).permutation(len(train.labels))
+            val, train = train.take(np.sort(order[:n_val])), train.take(np.sort(order[n_val:]))
+        if stats is None:
+            stats = transforms.channel_stats(train.images, cfg.preprocess)
 
     def prep(split: Split | None):
         if split is None:
@@ -56,9 +61,10 @@ def prepare(cfg, seed: int, dtype=np.float32, splits=("train", "test")) -> DataB
         return Prepared(transforms.preprocess(split.images, cfg.preprocess, stats, dtype),
                         split.labels, split.classes)
 
+    keep_train = "train" in splits
     test = load_split(cfg, "test") if "test" in splits else None
-    return DataBundle(prep(train), prep(val), prep(test),
-                      transforms.fill_value(cfg.preprocess, stats, dtype), stats)
+    return DataBundle(prep(train) if keep_train else None, prep(val) if keep_train else None,
+                      prep(test), transforms.fill_value(cfg.preprocess, stats, dtype), stats)
 
 
 def _val_count(spec, n: int) -> int:

@@ -10,7 +10,7 @@ from pydantic import model_validator
 from ..backend import get_array_module
 from ..registry import LAYERS
 from .base import ShapeError
-from .containers import (Container, Sequential, check_unique, freeze_children, named,
+from .containers import (Container, Sequential, check_unique, fold_rf, freeze_children, named,
                          sequence_backward, sequence_forward, sequence_shapes, widest)
 
 _CONV = {"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1}
@@ -80,6 +80,11 @@ class Residual(Container):
         body = Sequential(layers=self.body).receptive_field(rf, in_shape)
         return widest([body, self._shortcut.receptive_field(rf, in_shape)], self.label())
 
+    def child_rf_inputs(self, rf, in_shape):
+        inputs = self.child_inputs(in_shape)
+        body = fold_rf(inputs[:len(self.body)], rf)
+        return body + ([rf] if self.shortcut else [])
+
     def forward(self, p, x, ctx):
         yb, cb = sequence_forward(named(self.body), p, x, ctx)
         ys, cs = self._shortcut.forward(p.get(self.shortcut_name, {}), x, ctx)
@@ -148,6 +153,9 @@ class Concat(Container):
     def receptive_field(self, rf, in_shape):
         return widest([c.receptive_field(rf, in_shape) for _, c in self._branches], self.label())
 
+    def child_rf_inputs(self, rf, in_shape):
+        return [rf] * len(self._branches)
+
     def forward(self, p, x, ctx):
         xp = get_array_module(x)
         outs, caches = zip(*(c.forward(p.get(n, {}), x, ctx) for n, c in self._branches))
@@ -195,6 +203,9 @@ class Dense(Container):
     def receptive_field(self, rf, in_shape):
         return widest([rf, Sequential(layers=self.body).receptive_field(rf, in_shape)],
                       self.label())
+
+    def child_rf_inputs(self, rf, in_shape):
+        return fold_rf(self.child_inputs(in_shape), rf)
 
     def forward(self, p, x, ctx):
         xp = get_array_module(x)

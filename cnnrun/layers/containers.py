@@ -99,6 +99,10 @@ class Container(Layer):
         """(name, child, its input shape) for every direct child."""
         raise NotImplementedError
 
+    def child_rf_inputs(self, rf: RF, in_shape) -> list[RF]:
+        """The receptive field arriving at each direct child (same order as child_inputs)."""
+        raise NotImplementedError
+
     def init_state(self, in_shape, rng):
         return {n: c.init_state(s, rng) for n, c, s in self.child_inputs(in_shape)}
 
@@ -155,11 +159,23 @@ class Sequential(Container):
             rf = child.receptive_field(rf, shape)
         return rf
 
+    def child_rf_inputs(self, rf, in_shape):
+        return fold_rf(self.child_inputs(in_shape), rf)
+
     def forward(self, p, x, ctx):
         return sequence_forward(self.children(), p, x, ctx)
 
     def backward(self, p, cache, gy, need_gx=True):
         return sequence_backward(self.children(), p, cache, gy, need_gx)
+
+
+def fold_rf(child_inputs, rf) -> list[RF]:
+    """Receptive fields entering each child of a chain."""
+    out = []
+    for _, child, shape in child_inputs:
+        out.append(rf)
+        rf = child.receptive_field(rf, shape)
+    return out
 
 
 def check_unique(children, where):

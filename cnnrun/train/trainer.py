@@ -204,7 +204,8 @@ class Trainer:
                 "step": self.step, "optimizer_steps": self.optimizer.steps,
                 "schedule": self.schedule.state_dict(), "best": self.best,
                 "bad_epochs": self.bad_epochs, "monitor": self.monitor,
-                "partial": self.partial}
+                "partial": self.partial, "data_stats": stats_to_json(self.data.stats),
+                "classes": self.data.train.classes}
         weights = {n: to_numpy(a) for n, a in self.flat.items()}
         opt = {n: to_numpy(a) for n, a in self.optimizer.state.items()}
         checkpoint.save(self.checkpoint_path(which), weights, opt, info)
@@ -225,6 +226,11 @@ class Trainer:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+def stats_to_json(stats):
+    return None if stats is None else {"mean": list(map(float, stats[0])),
+                                       "std": list(map(float, stats[1]))}
 
 
 def clip_by_global_norm(grads: dict, max_norm: float) -> float:

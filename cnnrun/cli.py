@@ -1,0 +1,186 @@
+"""The ``cnnrun`` command: parse, call the library, render. Heavy imports happen inside
+commands, so ``cnnrun --help`` stays fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=True, no_args_is_help=True,
+                  help="Define, train and understand convolutional networks from YAML.")
+STATE = {"debug": False}
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks.")):
+    STATE["debug"] = debug
+
+
+def run_guarded(fn):
+    """Run a command body: user errors become one paragraph and an exit code, no traceback."""
+    from .errors import CnnrunError
+    try:
+        return fn()
+    except CnnrunError as e:
+        _fail(str(e), e.exit_code)
+    except Exception as e:  # noqa: BLE001 - the last line of defence of a CLI
+        from .train.trainer import Interrupted
+        if isinstance(e, Interrupted):
+            _fail(str(e), 130)
+        if STATE["debug"]:
+            raise
+        _fail(f"internal error: {type(e).__name__}: {e}. This is a bug in cnnrun; run again with "
+              f"--debug for the traceback and report it.", 1)
+
+
+def _fail(message: str, code: int):
+    if STATE["debug"]:
+        import traceback
+        traceback.print_exc()
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _console():
+    from rich.console import Console
+    return Console()
+
+
+@app.command()
+def train(config: Path = typer.Argument(..., help="YAML config file"),
+          set_: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value override"),
+          out: Optional[Path] = typer.Option(None, "--out", help="run directory (exactly)"),
+          resume: Optional[str] = typer.Option(None, "--resume", help="checkpoint, or 'auto'"),
+          init_weights: Optional[Path] = typer.Option(None, "--init-weights",
+                                                      help="load weights only (fine-tuning)"),
+          quiet: bool = typer.Option(False, "--quiet", help="plain lines, no live display")):
+    """Train a model; writes runs/<name>/<time>/ with config, metrics and checkpoints."""
+    def body():
+        from .allocator import keep_freed_memory
+        from .config import load_config
+        from .train.progress import make_reporter
+        from .train.runs import new_run_dir
+        from .train.trainer import Trainer
+        cfg = load_config(config, set_ or [])
+        ckpt = _resume_path(resume, cfg.name)
+        run_dir = Path(out) if out else (ckpt.parent.parent if ckpt else None)
+        run_dir = new_run_dir(cfg.name, str(run_dir) if run_dir else None)
+        keep_freed_memory()
+        result = Trainer(cfg, run_dir, make_reporter(quiet), ckpt, init_weights).run()
+        t = result["test"]
+        typer.echo(f"test accuracy {t['accuracy']:.2%} (top-5 {t['top5']:.2%}, loss "
+                   f"{t['loss']:.4f}) on {t['count']} images; checkpoints in "
+                   f"{result['run_dir']}/checkpoints/")
+    run_guarded(body)
+
+
+def _resume_path(resume: str | None, name: str) -> Path | None:
+    from .errors import UserError
+    if resume is None:
+        return None
+    if resume != "auto":
+        return Path(resume)
+    found = sorted(Path("runs", name).glob("*/checkpoints/last.safetensors"))
+    if not found:
+        raise UserError(f"--resume auto: no runs/{name}/*/checkpoints/last.safetensors to "
+                        f"resume; train once first or name a checkpoint.")
+    return found[-1]
+
+
+@app.command("eval")
+def evaluate_cmd(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoint"),
+                 data: Optional[Path] = typer.Option(None, "--data", help="dataset directory"),
+                 split: str = typer.Option("test", "--split", help="test or train"),
+                 as_json: bool = typer.Option(False, "--json", help="print JSON")):
+    """Loss, top-1/top-5, per-class accuracy and the confusion matrix of a checkpoint."""
+    def body():
+        from .data import prepare
+        from .errors import UserError
+        from .evaluate import evaluate
+        from .inference import load_trained
+        if split not in ("test", "train"):
+            raise UserError(f"--split {split}: expected 'test' or 'train'.")
+        tr = load_trained(checkpoint)
+        dcfg = tr.cfg.data.model_copy(update={"root": str(data)}) if data else tr.cfg.data
+        bundle = prepare(dcfg, tr.cfg.train.seed, tr.cfg.train.dtype, stats=tr.stats,
+                         splits=(split,))
+        part = bundle.test if split == "test" else bundle.train
+        m = evaluate(tr.model, tr.state, part, tr.cfg.train.loss)
+        if as_json:
+            typer.echo(json.dumps(m))
+        else:
+            from .render import eval_tables
+            eval_tables(m, _console(), f"{checkpoint} on the {split} split")
+    run_guarded(body)
+
+
+@app.command()
+def summary(config: Path = typer.Argument(..., help="YAML config file"),
+            set_: Optional[List[str]] = typer.Option(None, "--set"),
+            depth: Optional[int] = typer.Option(None, "--depth", help="fold nested blocks"),
+            as_json: bool = typer.Option(False, "--json", help="print JSON")):
+    """Shapes, parameters, MACs and receptive fields per layer, then totals and memory."""
+    def body():
+        from .config import load_config
+        from .model import Model
+        from .summary import summarize
+        cfg = load_config(config, set_ or [])
+        s = summarize(Model(cfg.model.layers, cfg.model.input_shape), cfg.train)
+        if as_json:
+            typer.echo(json.dumps(s))
+        else:
+            from .render import summary_table
+            summary_table(s, _console(), depth)
+    run_guarded(body)
+
+
+@app.command()
+def validate(config: Path = typer.Argument(..., help="YAML config file"),
+             set_: Optional[List[str]] = typer.Option(None, "--set")):
+    """Check a config (schema and shapes) without training."""
+    def body():
+        from .config import load_config
+        from .model import Model
+        cfg = load_config(config, set_ or [])
+        m = Model(cfg.model.layers, cfg.model.input_shape)
+        typer.echo(f"{config}: ok — {m.n_params():,} parameters, output {m.output_shape}")
+    run_guarded(body)
+
+
+@app.command()
+def predict(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoint"),
+            images: List[Path] = typer.Argument(..., help="PNG or JPEG files"),
+            top_k: int = typer.Option(3, "--top-k", min=1),
+            as_json: bool = typer.Option(False, "--json")):
+    """Classify image files with a trained model."""
+    def body():
+        from .predict import predict_files
+        results = predict_files(checkpoint, images, top_k)
+        if as_json:
+            typer.echo(json.dumps(results))
+        else:
+            from .render import predictions_table
+            predictions_table(results, _console())
+    run_guarded(body)
+
+
+@app.command()
+def layers(as_json: bool = typer.Option(False, "--json")):
+    """The layer registry: each type, its fields and defaults."""
+    def body():
+        from .describe import describe_layers
+        rows = describe_layers()
+        if as_json:
+            typer.echo(json.dumps(rows))
+        else:
+            from .render import layers_table
+            layers_table(rows, _console())
+    run_guarded(body)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,104 @@
+"""The numbers of ``cnnrun summary``: one row per layer and the totals, from the layers' own
+rules (no weights are allocated, so VGG-16 is instant).
+
+Memory is an estimate per batch: parameters, their gradients and the
+optimizer's state, plus the activations kept for backward (each layer's
+output and each convolution's column matrix).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from .layers import RF
+from .model import Model
+
+OPTIMIZER_SLOTS = {"sgd": lambda o: 1 if o.momentum else 0, "adam": lambda o: 2,
+                   "adamw": lambda o: 2, "rmsprop": lambda o: 1 + (1 if o.momentum else 0)}
+
+
+@dataclass
+class Row:
+    name: str
+    type: str
+    depth: int
+    output_shape: tuple
+    params: int
+    trainable_params: int
+    macs: int
+    receptive_field: tuple
+    jump: tuple
+    start: tuple
+    kept_elements: int  # per sample, kept for backward
+
+
+def layer_rows(layer, in_shape, rf: RF, prefix: str = "", depth: int = 0) -> list[Row]:
+    """This layer's row, then its children's (containers), depth-first.
+
+    ``prefix`` ends with a dot; rows are named by dotted paths (``layer1.0.conv1``)."""
+    out_rf = layer.receptive_field(rf, in_shape)
+    children = []
+    if hasattr(layer, "child_inputs"):
+        for (name, child, shape), child_rf in zip(layer.child_inputs(in_shape),
+                                                  layer.child_rf_inputs(rf, in_shape)):
+            children += layer_rows(child, shape, child_rf, f"{prefix}{name}.", depth + 1)
+        kept = sum(r.kept_elements for r in children if r.depth == depth + 1)
+    else:
+        kept = math.prod(layer.output_shape(in_shape)) + _columns(layer, in_shape)
+    row = Row(prefix.rstrip("."), layer.type, depth, tuple(layer.output_shape(in_shape)),
+              layer.n_params(in_shape), _trainable_count(layer, in_shape), layer.macs(in_shape),
+              out_rf.size, out_rf.jump, out_rf.start, kept)
+    return [row] + children
+
+
+def _columns(layer, in_shape) -> int:
+    """Elements of a convolution's im2col matrix per sample (kept for its weight gradient)."""
+    if layer.type in ("conv2d", "conv1d"):
+        out = layer.output_shape(in_shape)
+        return math.prod(out[1:]) * (in_shape[0] // layer.groups) * math.prod(layer.kernel()) \
+            * layer.groups
+    return 0
+
+
+def _trainable_count(layer, in_shape) -> int:
+    from .model import _trainable, flatten
+    return sum(math.prod(s) for s in flatten(_trainable(layer, in_shape)).values())
+
+
+def summarize(model: Model, train_cfg=None, batch_size: int | None = None) -> dict:
+    rf0 = RF.of_input(model.input_shape[1:])
+    rows = []
+    for (name, child, shape), child_rf in zip(model.root.child_inputs(model.input_shape),
+                                              model.root.child_rf_inputs(rf0, model.input_shape)):
+        rows += layer_rows(child, shape, child_rf, f"{name}.")
+    total = model.n_params()
+    trainable = _trainable_count(model.root, model.input_shape)
+    macs = model.macs()
+    result = {"input_shape": list(model.input_shape), "output_shape": list(model.output_shape),
+              "layers": [_row_dict(r) for r in rows], "total_params": total,
+              "trainable_params": trainable, "total_macs": macs, "total_flops": 2 * macs}
+    if train_cfg is not None:
+        result["memory"] = memory(rows, total, trainable, train_cfg, batch_size)
+    return result
+
+
+def memory(rows, total, trainable, t, batch_size=None) -> dict:
+    item = 4 if t.dtype == "float32" else 8
+    batch = batch_size or t.batch_size
+    slots = OPTIMIZER_SLOTS[t.optimizer.type](t.optimizer)
+    top = [r for r in rows if r.depth == 0]
+    acts = sum(r.kept_elements for r in top) * batch * item
+    m = {"batch_size": batch, "parameters_bytes": total * item,
+         "gradients_bytes": trainable * item, "optimizer_bytes": slots * trainable * item,
+         "activations_bytes": acts}
+    m["peak_bytes"] = sum(v for k, v in m.items() if k.endswith("_bytes"))
+    return m
+
+
+def _row_dict(r: Row) -> dict:
+    d = asdict(r)
+    d["output_shape"] = list(r.output_shape)
+    d["receptive_field"] = list(r.receptive_field)
+    d["jump"], d["start"] = list(r.jump), list(r.start)
+    return d
