@@ -128,7 +128,7 @@ def apply_override(data: dict, locs: dict, item: str) -> None:
     node[last] = value
     for p in [p for p in locs if p[:len(path)] == path]:
         del locs[p]
-    locs[path] = Loc(f"--set {key.strip()}")
+    locs[path] = Loc("--set")
 
 
 def check_shapes(cfg: RunConfig, locs: dict, source: str) -> None:

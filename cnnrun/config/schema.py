@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt,
+                      model_validator)
 
 from ..layers import AnyLayer
 from ..losses import AnyLoss, CrossEntropy
@@ -180,7 +181,20 @@ class EarlyStopping(Strict):
     restore_best: bool = True
 
 
+DEFAULT_TAGS = {"optimizer": "sgd", "schedule": "constant", "loss": "cross_entropy"}
+
+
 class TrainConfig(Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def _default_tags(cls, data):
+        """``optimizer: {lr: 0.1}`` means the default type, as when the block is absent."""
+        if isinstance(data, dict):
+            for key, tag in DEFAULT_TAGS.items():
+                if isinstance(data.get(key), dict) and "type" not in data[key]:
+                    data = {**data, key: {"type": tag, **data[key]}}
+        return data
+
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 64
     optimizer: AnyOptimizer = SGD()

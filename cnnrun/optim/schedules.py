@@ -4,7 +4,7 @@
   step         lr₀·γ^⌊e/step_size⌋
   multistep    lr₀·γ^(number of milestones ≤ e)
   exponential  lr₀·γ^e
-  cosine       η_min + (lr₀ − η_min)·(1 + cos(π·e/T))/2
+  cosine       η_min + (lr₀ − η_min)·(1 + cos(π·e/T))/2   (past T it rises again, as PyTorch's)
   inv          lr₀·(1 + γ·t)^(−power)                (Caffe)
   poly         lr₀·(1 − t/max_steps)^power           (Caffe)
   plateau      lr₀·factor^k, k the reductions so far (validation metric stalled
@@ -46,7 +46,7 @@ class Schedule:
             return lr0 * c.gamma ** e
         if kind == "cosine":
             T = c.t_max or self.epochs
-            return c.eta_min + (lr0 - c.eta_min) * (1 + math.cos(math.pi * min(e, T) / T)) / 2
+            return c.eta_min + (lr0 - c.eta_min) * (1 + math.cos(math.pi * e / T)) / 2
         if kind == "inv":
             return lr0 * (1 + c.gamma * t) ** (-c.power)
         if kind == "poly":
