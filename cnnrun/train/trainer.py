@@ -96,12 +96,14 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------
     def run(self) -> dict:
         t = self.cfg.train
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         write_config(self.run_dir, self.cfg)
         self.metrics = MetricsWriter(self.run_dir)
         self.reporter.start(t.epochs, self.steps_per_epoch, self.run_dir, self.resumed_from)
         stopped_early = False
         try:
-            with self._sigint_flag():
+            # Overflow in a diverging run is reported once, by the NaN check, not as warnings.
+            with self._sigint_flag(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 while self.epoch < t.epochs and not stopped_early:
                     self._train_epoch()
                     stopped_early = self._end_epoch()
