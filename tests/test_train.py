@@ -1,5 +1,6 @@
 """Training: determinism, exact resume, NaN, early stopping, fine-tuning, Ctrl-C, checkpoints."""
 
+import io
 import os
 
 import numpy as np
@@ -43,7 +44,7 @@ def config(tmp_path, *overrides, text=TINY):
 
 class Quiet(PlainReporter):
     def __init__(self, stop_at=None, trainer=None):
-        super().__init__(stream=open(os.devnull, "w"))
+        super().__init__(stream=io.StringIO())
         self.stop_at, self.trainer, self.count = stop_at, trainer, 0
 
     def step(self, *args):
