@@ -214,3 +214,24 @@ def test_batches_resume_mid_epoch_with_the_same_order():
 def test_gzip_is_detected_by_suffix(tmp_path):
     write_idx(tmp_path / "a.gz", np.ones((2, 2), np.uint8))
     assert gzip.open(tmp_path / "a.gz").read()[:4] == bytes([0, 0, 8, 2])
+
+
+def test_fashion_mnist_reads_idx_from_root_with_its_class_names(tmp_path, rng):
+    for prefix, n in (("train", 4), ("t10k", 2)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.array([9] * n))
+    split = load_split(data_cfg(dataset="fashion_mnist", root=str(tmp_path)), "test")
+    assert split.classes[9] == "ankle boot" and split.images.shape == (2, 1, 28, 28)
+    with pytest.raises(UserError, match="has no shipped copy"):
+        load_split(data_cfg(dataset="fashion_mnist"), "test")
+
+
+def test_resize_keeps_constant_images_constant_and_sizes():
+    x = np.full((2, 3, 8, 8), 0.25, np.float32)
+    out = transforms.resize(x, (5, 11))
+    assert out.shape == (2, 3, 5, 11) and np.allclose(out, 0.25)
+
+
+def test_validation_split_by_count():
+    d = prepare(data_cfg(train_limit=100, test_limit=5, val_split=30), 0)
+    assert (len(d.train), len(d.val)) == (70, 30)

@@ -178,3 +178,39 @@ def test_checkpoint_names_follow_pytorch_and_load_into_torch(tmp_path):
     net.conv1 = torch.nn.Conv2d(1, 4, 5, stride=2)
     net.fc = torch.nn.Linear(144, 10)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in w.items()}, strict=True)
+
+
+def test_real_sigint_saves_a_resumable_checkpoint(tmp_path):
+    import signal
+
+    class SigintAt(Quiet):
+        def step(self, *args):
+            self.count += 1
+            if self.count == 3:
+                signal.raise_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
+
+    t = Trainer(config(tmp_path), tmp_path / "r", SigintAt())
+    with pytest.raises(Interrupted):
+        t.run()
+    assert checkpoint.load(tmp_path / "r/checkpoints/last.safetensors")[2]["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_no_decay_groups_resolve_bias_and_norm_layers(tmp_path):
+    text = TINY.replace("    - {type: relu}\n", "    - {type: batchnorm2d, name: bn}\n    - {type: relu}\n")
+    cfg = config(tmp_path, "train.no_decay=[bias, norm]", "train.optimizer.weight_decay=0.1",
+                 text=text)
+    t = Trainer(cfg, tmp_path / "r", Quiet())
+    assert {n for n, wd in t.optimizer.decay.items() if wd == 0} == \
+        {"conv1.bias", "fc.bias", "bn.weight", "bn.bias"}
+    assert t.optimizer.decay["conv1.weight"] == 0.1
+
+
+def test_gradient_clipping_by_global_norm():
+    from cnnrun.train.trainer import clip_by_global_norm
+    g = {"a": np.array([3.0]), "b": np.array([4.0])}
+    assert clip_by_global_norm(g, 1.0) == pytest.approx(5.0)
+    assert np.hypot(g["a"][0], g["b"][0]) == pytest.approx(1.0, rel=1e-5)
+    small = {"a": np.array([0.3])}
+    clip_by_global_norm(small, 1.0)
+    assert small["a"][0] == 0.3
