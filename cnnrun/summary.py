@@ -30,6 +30,7 @@ class Row:
     receptive_field: tuple
     jump: tuple
     start: tuple
+    connections: int
     kept_elements: int  # per sample, kept for backward
 
 
@@ -47,8 +48,8 @@ def layer_rows(layer, in_shape, rf: RF, prefix: str = "", depth: int = 0) -> lis
     else:
         kept = math.prod(layer.output_shape(in_shape)) + _columns(layer, in_shape)
     row = Row(prefix.rstrip("."), layer.type, depth, tuple(layer.output_shape(in_shape)),
-              layer.n_params(in_shape), _trainable_count(layer, in_shape), layer.macs(in_shape),
-              out_rf.size, out_rf.jump, out_rf.start, kept)
+              layer.n_params(in_shape), layer.n_trainable(in_shape), layer.macs(in_shape),
+              out_rf.size, out_rf.jump, out_rf.start, layer.connections(in_shape), kept)
     return [row] + children
 
 
@@ -61,11 +62,6 @@ def _columns(layer, in_shape) -> int:
     return 0
 
 
-def _trainable_count(layer, in_shape) -> int:
-    from .model import _trainable, flatten
-    return sum(math.prod(s) for s in flatten(_trainable(layer, in_shape)).values())
-
-
 def summarize(model: Model, train_cfg=None, batch_size: int | None = None) -> dict:
     rf0 = RF.of_input(model.input_shape[1:])
     rows = []
@@ -73,7 +69,7 @@ def summarize(model: Model, train_cfg=None, batch_size: int | None = None) -> di
                                               model.root.child_rf_inputs(rf0, model.input_shape)):
         rows += layer_rows(child, shape, child_rf, f"{name}.")
     total = model.n_params()
-    trainable = _trainable_count(model.root, model.input_shape)
+    trainable = model.root.n_trainable(model.input_shape)
     macs = model.macs()
     result = {"input_shape": list(model.input_shape), "output_shape": list(model.output_shape),
               "layers": [_row_dict(r) for r in rows], "total_params": total,

@@ -11,7 +11,7 @@ REQUIRED = {
     "conv2d", "conv1d", "maxpool2d", "avgpool2d", "global_avgpool", "adaptive_avgpool2d",
     "lp_pool2d", "linear", "flatten", "dropout", "batchnorm2d", "batchnorm1d",
     "local_response_norm", "relu", "leaky_relu", "sigmoid", "tanh", "scaled_tanh", "softmax",
-    "conv_transpose2d", "upsample2d", "sequential", "residual", "concat", "dense",
+    "conv_transpose2d", "upsample2d", "sequential", "residual", "concat", "dense", "subsample2d",
 }
 
 

@@ -18,6 +18,11 @@ def _pad_then(fn, x, pads):
 
 def conv(layer, p, x, train, gen):
     w = p["weight"]
+    if layer.connections_table is not None:
+        mask = torch.zeros(w.shape[:2] + (1,) * (w.dim() - 2), dtype=w.dtype)
+        for j, row in enumerate(layer.connections_table):
+            mask[j, row] = 1.0
+        w = w * mask
     if layer.flip_kernel:
         w = w.flip(-1) if layer.nd == 1 else w.flip(-1, -2)
     fn = F.conv2d if layer.nd == 2 else F.conv1d
@@ -64,10 +69,17 @@ def residual(layer, p, x, train, gen):
     from cnnrun.layers.containers import named
     body = sequence(named(layer.body), p, x, train, gen)
     short = sequence(named(layer.shortcut), p.get(layer.shortcut_name, {}), x, train, gen)
-    return body + short
+    return sequence(named(layer.after), p.get("after", {}), body + short, train, gen)
+
+
+def subsample(layer, p, x, train, gen):
+    n = layer.kernel_size
+    down = F.avg_pool2d(x, n, n) * n * n
+    return down * p["weight"].view(1, -1, 1, 1) + p["bias"].view(1, -1, 1, 1)
 
 
 REFS = {
+    "subsample2d": subsample,
     "conv2d": conv,
     "conv1d": conv,
     "conv_transpose2d": lambda l, p, x, t, g: F.conv_transpose2d(

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ..errors import UserError
 from ..layers import ShapeError
+from .blocks import expand as expand_blocks
 from .errors import describe_errors
 from .schema import RunConfig
 from .yamlsource import Loc, format_path, read
@@ -24,6 +25,7 @@ def load_config(path, overrides: list[str] = ()) -> RunConfig:
     data, locs = load_yaml_tree(Path(path))
     for item in overrides:
         apply_override(data, locs, item)
+    data = expand_blocks(data)
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as e:

@@ -121,6 +121,11 @@ class Layer(BaseModel):
         rest, as torchvision's and fvcore's tables count. FLOPs = 2·MACs."""
         return 0
 
+    def connections(self, in_shape: Shape) -> int:
+        """LeCun's "connections" per sample: MACs plus one bias add per output unit."""
+        bias = "bias" in self.param_shapes(in_shape)
+        return self.macs(in_shape) + (math.prod(self.output_shape(in_shape)) if bias else 0)
+
     def init_state(self, in_shape: Shape, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Parameters and buffers, float64 on the host (the caller casts and moves)."""
         return {}
@@ -147,7 +152,11 @@ class Layer(BaseModel):
                              f"{tuple(in_shape)}")
 
     def n_params(self, in_shape: Shape) -> int:
+        """Free parameters; a layer whose weights are partly fixed at zero counts only the rest."""
         return sum(math.prod(s) for s in self.param_shapes(in_shape).values())
+
+    def n_trainable(self, in_shape: Shape) -> int:
+        return self.n_params(in_shape) if self.has_trainable() else 0
 
 
 _rank_words = {1: "(features,)", 2: "(C, L)", 3: "(C, H, W)"}

@@ -28,14 +28,16 @@ class Residual(Container):
     """y = body(x) + shortcut(x); the shortcut is the identity when empty, else e.g. a
     1×1 projection. Body children share this block's namespace (``conv1``, ``bn1``);
     the shortcut's sit under ``shortcut_name`` (torchvision calls it ``downsample``).
-    Put the activation that follows the sum after the block."""
+    ``after`` layers run on the sum (ResNet's ReLU); their parameters, if any, sit under
+    ``after``."""
 
     type: Literal["residual"] = "residual"
     body: list["AnyLayer"]
     shortcut: list["AnyLayer"] = []
     shortcut_name: str = "shortcut"
+    after: list["AnyLayer"] = []
     examples: ClassVar = (
-        ({"body": [_CONV, {"type": "tanh"}, _CONV]}, (2, 6, 6)),
+        ({"body": [_CONV, {"type": "tanh"}, _CONV], "after": [{"type": "relu"}]}, (2, 6, 6)),
         ({"body": [{**_CONV, "stride": 2}], "shortcut": [
             {"type": "conv2d", "out_channels": 2, "kernel_size": 1, "stride": 2}]}, (3, 5, 5)),
     )
@@ -43,7 +45,7 @@ class Residual(Container):
     @model_validator(mode="before")
     @classmethod
     def _freeze(cls, data):
-        return freeze_children(data, ("body", "shortcut"))
+        return freeze_children(data, ("body", "shortcut", "after"))
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -54,15 +56,23 @@ class Residual(Container):
     def _shortcut(self):
         return Sequential(layers=self.shortcut, name=self.shortcut_name)
 
+    @cached_property
+    def _after(self):
+        return Sequential(layers=self.after, name="after")
+
     def children(self):
         extra = [(self.shortcut_name, self._shortcut)] if self.shortcut else []
-        return named(self.body) + extra
+        return named(self.body) + extra + ([("after", self._after)] if self.after else [])
 
     def child_inputs(self, in_shape):
         body = named(self.body)
         shapes = sequence_shapes(body, in_shape)
         out = [(n, c, s) for (n, c), s in zip(body, shapes)]
-        return out + ([(self.shortcut_name, self._shortcut, tuple(in_shape))] if self.shortcut else [])
+        if self.shortcut:
+            out.append((self.shortcut_name, self._shortcut, tuple(in_shape)))
+        if self.after:
+            out.append(("after", self._after, shapes[-1]))
+        return out
 
     def output_shape(self, in_shape):
         body_out = sequence_shapes(named(self.body), in_shape, "body")[-1]
@@ -76,23 +86,33 @@ class Residual(Container):
                              f"the body's stride) so they can be added")
         return body_out
 
-    def receptive_field(self, rf, in_shape):
+    def _sum_rf(self, rf, in_shape):
         body = Sequential(layers=self.body).receptive_field(rf, in_shape)
         return widest([body, self._shortcut.receptive_field(rf, in_shape)], self.label())
+
+    def receptive_field(self, rf, in_shape):
+        body_out = sequence_shapes(named(self.body), in_shape, "body")[-1]
+        return self._after.receptive_field(self._sum_rf(rf, in_shape), body_out)
 
     def child_rf_inputs(self, rf, in_shape):
         inputs = self.child_inputs(in_shape)
         body = fold_rf(inputs[:len(self.body)], rf)
-        return body + ([rf] if self.shortcut else [])
+        return body + ([rf] if self.shortcut else []) + \
+            ([self._sum_rf(rf, in_shape)] if self.after else [])
 
     def forward(self, p, x, ctx):
         yb, cb = sequence_forward(named(self.body), p, x, ctx)
         ys, cs = self._shortcut.forward(p.get(self.shortcut_name, {}), x, ctx)
-        return yb + ys, (cb, cs)
+        y, ca = self._after.forward(p.get("after", {}), yb + ys, ctx)
+        return y, (cb, cs, ca)
 
     def backward(self, p, cache, gy, need_gx=True):
-        cb, cs = cache
+        cb, cs, ca = cache
+        # the sum feeds both branches, so the after-part always passes its input gradient on
+        gy, ga = self._after.backward(p.get("after", {}), ca, gy, True)
         gxb, grads = sequence_backward(named(self.body), p, cb, gy, need_gx)
+        if ga:
+            grads["after"] = ga
         gxs, gs = self._shortcut.backward(p.get(self.shortcut_name, {}), cs, gy, need_gx)
         if gs:
             grads[self.shortcut_name] = gs

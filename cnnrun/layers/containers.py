@@ -122,6 +122,15 @@ class Container(Layer):
     def macs(self, in_shape):
         return sum(c.macs(s) for _, c, s in self.child_inputs(in_shape))
 
+    def connections(self, in_shape):
+        return sum(c.connections(s) for _, c, s in self.child_inputs(in_shape))
+
+    def n_params(self, in_shape):
+        return sum(c.n_params(s) for _, c, s in self.child_inputs(in_shape))
+
+    def n_trainable(self, in_shape):
+        return sum(c.n_trainable(s) for _, c, s in self.child_inputs(in_shape))
+
 
 @LAYERS.register("sequential")
 class Sequential(Container):

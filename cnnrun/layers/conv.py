@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal, Union
+from typing import ClassVar, Literal, Optional, Union
 
-from pydantic import NonNegativeInt, PositiveInt
+import numpy as np
+from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from ..ops.conv import conv_backward, conv_forward
 from ..ops.shapes import conv_out_size, same_padding
@@ -35,7 +36,11 @@ class ConvNd(ParamLayer):
     groups: PositiveInt = 1
     bias: bool = True
     flip_kernel: bool = False
+    connections_table: Optional[list[list[NonNegativeInt]]] = Field(
+        None, alias="connections",
+        description="input maps read by each output map (LeNet-5's C3); groups must be 1")
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     nd: ClassVar[int] = 2
 
     # ---- geometry ---------------------------------------------------------
@@ -63,6 +68,7 @@ class ConvNd(ParamLayer):
             if n % self.groups:
                 raise ShapeError(f"{self.label()}: {what} ({n}) must be divisible by "
                                  f"groups ({self.groups})")
+        self._check_table(C)
         if self.padding == "same" and any(s != 1 for s in self.strides()):
             raise ShapeError(f"{self.label()}: padding 'same' needs stride 1 (as in PyTorch)")
         out = tuple(conv_out_size(n, k, s, p, d) for n, k, s, p, d in
@@ -72,6 +78,39 @@ class ConvNd(ParamLayer):
                              f"(dilation {self.dilation}) does not fit its padded input; "
                              f"input shape {tuple(in_shape)}, padding {self.padding}")
         return (self.out_channels, *out)
+
+    # ---- connection table: output map j reads only the input maps table[j] ------
+    def _check_table(self, C):
+        t = self.connections_table
+        if t is None:
+            return
+        if self.groups != 1 or len(t) != self.out_channels or any(i >= C for row in t for i in row):
+            raise ShapeError(f"{self.label()}: connections must list, for each of the "
+                             f"{self.out_channels} output maps, input maps below {C} "
+                             f"(with groups 1)")
+
+    def mask(self, in_channels, xp, dtype):
+        """(O, C, 1, ...) ones where an output map reads an input map, else zeros."""
+        m = np.zeros((self.out_channels, in_channels) + (1,) * self.nd)
+        for j, row in enumerate(self.connections_table):
+            m[j, row] = 1.0
+        return xp.asarray(m, dtype=dtype)
+
+    def _links(self, in_shape) -> int:
+        """Input maps summed per output map, over all output maps."""
+        if self.connections_table is None:
+            return self.out_channels * (in_shape[0] // self.groups)
+        return sum(len(row) for row in self.connections_table)
+
+    def n_params(self, in_shape):
+        return self._links(in_shape) * math.prod(self.kernel()) + \
+            (self.out_channels if self.bias else 0)
+
+    def init_state(self, in_shape, rng):
+        state = super().init_state(in_shape, rng)
+        if self.connections_table is not None:  # unconnected kernels are zero and stay zero
+            state["weight"] *= self.mask(in_shape[0], np, np.float64)
+        return state
 
     def receptive_field(self, rf, in_shape):
         return rf.window(self.kernel(), self.strides(), [p[0] for p in self.pads()],
@@ -85,7 +124,7 @@ class ConvNd(ParamLayer):
 
     def macs(self, in_shape):
         out = self.output_shape(in_shape)
-        return math.prod(out) * (in_shape[0] // self.groups) * math.prod(self.kernel())
+        return math.prod(out[1:]) * self._links(in_shape) * math.prod(self.kernel())
 
     # ---- computation (the 1-D case runs as a 2-D one of height 1) ------------
     def _as2d(self):
@@ -94,6 +133,9 @@ class ConvNd(ParamLayer):
         return (1, *self.strides()), ((0, 0), *self.pads()), (1, *self.dilations())
 
     def _weight2d(self, w):
+        if self.connections_table is not None:
+            from ..backend import get_array_module
+            w = w * self.mask(w.shape[1], get_array_module(w), w.dtype)
         w = w[..., ::-1, ::-1] if (self.flip_kernel and self.nd == 2) else w
         if self.nd == 1:
             w = (w[..., ::-1] if self.flip_kernel else w)[:, :, None, :]  # (O, C/G, 1, K)
@@ -122,6 +164,9 @@ class ConvNd(ParamLayer):
             gW = gW[:, :, 0, :]  # (O, C/G, 1, K) -> (O, C/G, K)
         if self.flip_kernel:
             gW = gW[..., ::-1, ::-1] if self.nd == 2 else gW[..., ::-1]
+        if self.connections_table is not None:
+            from ..backend import get_array_module
+            gW = gW * self.mask(gW.shape[1], get_array_module(gW), gW.dtype)
         grads = {"weight": gW}
         if self.bias:
             grads["bias"] = gb
@@ -148,6 +193,7 @@ class Conv2d(ConvNd):
         ({"out_channels": 6, "kernel_size": 3, "groups": 3, "padding": "same"}, (3, 4, 5)),
         ({"out_channels": 2, "kernel_size": 2, "flip_kernel": True}, (2, 4, 4)),
         ({"out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1}, (1, 6, 6)),
+        ({"out_channels": 3, "kernel_size": 2, "connections": [[0], [1, 2], [0, 2]]}, (3, 4, 4)),
     )
 
 
