@@ -122,14 +122,20 @@ def evaluate_cmd(checkpoint: Path = typer.Argument(..., help="a .safetensors che
 def summary(config: Path = typer.Argument(..., help="YAML config file"),
             set_: Optional[List[str]] = typer.Option(None, "--set"),
             depth: Optional[int] = typer.Option(None, "--depth", help="fold nested blocks"),
+            rf_target: Optional[str] = typer.Option(
+                None, "--rf-target", help="also give Wu's extents: per layer, the input extent "
+                                          "one unit of this layer needs"),
             as_json: bool = typer.Option(False, "--json", help="print JSON")):
     """Shapes, parameters, MACs and receptive fields per layer, then totals and memory."""
     def body():
         from .config import load_config
         from .model import Model
-        from .summary import summarize
+        from .summary import attach_extents, extents_to_target, summarize
         cfg = load_config(config, set_ or [])
-        s = summarize(Model(cfg.model.layers, cfg.model.input_shape), cfg.train)
+        model = Model(cfg.model.layers, cfg.model.input_shape)
+        s = summarize(model, cfg.train)
+        if rf_target:
+            attach_extents(s, rf_target, extents_to_target(model, rf_target))
         if as_json:
             typer.echo(json.dumps(s))
         else:

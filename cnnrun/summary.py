@@ -98,3 +98,48 @@ def _row_dict(r: Row) -> dict:
     d["receptive_field"] = list(r.receptive_field)
     d["jump"], d["start"] = list(r.jump), list(r.start)
     return d
+
+
+def leaf_chain(layer, in_shape, prefix=""):
+    """(name, layer, input shape) of every leaf, in order, through sequential containers."""
+    if layer.type != "sequential" and hasattr(layer, "child_inputs"):
+        return None  # a branching block: no single chain
+    if not hasattr(layer, "child_inputs"):
+        return [(prefix.rstrip("."), layer, in_shape)]
+    out = []
+    for name, child, shape in layer.child_inputs(in_shape):
+        sub = leaf_chain(child, shape, f"{prefix}{name}.")
+        if sub is None:
+            return None
+        out += sub
+    return out
+
+
+def extents_to_target(model: Model, target: str) -> dict[str, tuple]:
+    """Wu's convention: for each layer up to ``target``, the extent in that layer's *input*
+    needed to compute one unit of the target's output: e_in = (e_out − 1)·stride + k_eff."""
+    from .errors import UserError
+    chain = leaf_chain(model.root, model.input_shape)
+    if chain is None:
+        raise UserError("--rf-target: this network branches (residual, concat or dense "
+                        "blocks); Wu's per-layer extents are defined for a chain of layers.")
+    names = [n for n, _, _ in chain]
+    if target not in names:
+        raise UserError(f"--rf-target {target}: no such layer; layers: {', '.join(names)}.")
+    extents, e = {}, None
+    for name, layer, shape in reversed(chain[:names.index(target) + 1]):
+        own = layer.receptive_field(RF.of_input(shape[1:]), shape)  # this layer alone
+        e = (1,) * len(own.size) if e is None else e
+        e = tuple((ei - 1) * j + k for ei, j, k in zip(e, own.jump, own.size))
+        extents[name] = e
+    return extents
+
+
+def attach_extents(s: dict, target: str, extents: dict) -> dict:
+    """Add Wu's extents to summary rows; a container shows its first layer's."""
+    s["rf_target"] = target
+    for row in s["layers"]:
+        inside = [n for n in extents if n == row["name"] or n.startswith(row["name"] + ".")]
+        if inside:
+            row["extent_to_target"] = list(extents[inside[0]])
+    return s

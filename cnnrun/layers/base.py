@@ -19,12 +19,13 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from ..init import InitName, init_bias, init_weight
 
@@ -96,6 +97,7 @@ class Layer(BaseModel):
 
     name: str | None = None
     trainable: bool = True
+    _memo: dict = PrivateAttr(default_factory=dict)  # see memo_by_shape
 
     # Small (config, input shape) cases; the test suite runs every check on each.
     examples: ClassVar[tuple[tuple[dict, Shape], ...]] = ()
@@ -208,6 +210,21 @@ class ParamLayer(Layer):
                                  f"expected {tuple(shapes[pname])}")
             given[pname] = arr
         return given
+
+
+def memo_by_shape(method):
+    """Remember a container rule's result per argument (a per-sample shape, an RF).
+
+    Containers fold their children's rules, so without this a deep net recomputes
+    the same shapes at every level. The layer is frozen, so results never go stale."""
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        key = (method.__name__,) + tuple(tuple(a) if isinstance(a, list) else a for a in args)
+        memo = self._memo
+        if key not in memo:
+            memo[key] = method(self, *args)
+        return memo[key]
+    return wrapper
 
 
 def pair(v) -> tuple[int, int]:

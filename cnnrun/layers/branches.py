@@ -9,7 +9,7 @@ from pydantic import model_validator
 
 from ..backend import get_array_module
 from ..registry import LAYERS
-from .base import ShapeError
+from .base import ShapeError, memo_by_shape
 from .containers import (Container, Sequential, check_unique, fold_rf, freeze_children, named,
                          sequence_backward, sequence_forward, sequence_shapes, widest)
 
@@ -64,6 +64,7 @@ class Residual(Container):
         extra = [(self.shortcut_name, self._shortcut)] if self.shortcut else []
         return named(self.body) + extra + ([("after", self._after)] if self.after else [])
 
+    @memo_by_shape
     def child_inputs(self, in_shape):
         body = named(self.body)
         shapes = sequence_shapes(body, in_shape)
@@ -74,6 +75,7 @@ class Residual(Container):
             out.append(("after", self._after, shapes[-1]))
         return out
 
+    @memo_by_shape
     def output_shape(self, in_shape):
         body_out = sequence_shapes(named(self.body), in_shape, "body")[-1]
         try:
@@ -90,10 +92,12 @@ class Residual(Container):
         body = Sequential(layers=self.body).receptive_field(rf, in_shape)
         return widest([body, self._shortcut.receptive_field(rf, in_shape)], self.label())
 
+    @memo_by_shape
     def receptive_field(self, rf, in_shape):
         body_out = sequence_shapes(named(self.body), in_shape, "body")[-1]
         return self._after.receptive_field(self._sum_rf(rf, in_shape), body_out)
 
+    @memo_by_shape
     def child_rf_inputs(self, rf, in_shape):
         inputs = self.child_inputs(in_shape)
         body = fold_rf(inputs[:len(self.body)], rf)
@@ -158,9 +162,11 @@ class Concat(Container):
     def children(self):
         return self._branches
 
+    @memo_by_shape
     def child_inputs(self, in_shape):
         return [(n, c, tuple(in_shape)) for n, c in self._branches]
 
+    @memo_by_shape
     def output_shape(self, in_shape):
         shapes = []
         for b, (_, branch) in enumerate(self._branches):
@@ -170,9 +176,11 @@ class Concat(Container):
                 raise e.within("branches", b, *e.path[1:]) from None
         return concat_shape(self.label(), shapes)
 
+    @memo_by_shape
     def receptive_field(self, rf, in_shape):
         return widest([c.receptive_field(rf, in_shape) for _, c in self._branches], self.label())
 
+    @memo_by_shape
     def child_rf_inputs(self, rf, in_shape):
         return [rf] * len(self._branches)
 
@@ -212,18 +220,22 @@ class Dense(Container):
     def children(self):
         return named(self.body)
 
+    @memo_by_shape
     def child_inputs(self, in_shape):
         shapes = sequence_shapes(self.children(), in_shape)
         return [(n, c, s) for (n, c), s in zip(self.children(), shapes)]
 
+    @memo_by_shape
     def output_shape(self, in_shape):
         body_out = sequence_shapes(self.children(), in_shape, "body")[-1]
         return concat_shape(self.label(), [tuple(in_shape), body_out])
 
+    @memo_by_shape
     def receptive_field(self, rf, in_shape):
         return widest([rf, Sequential(layers=self.body).receptive_field(rf, in_shape)],
                       self.label())
 
+    @memo_by_shape
     def child_rf_inputs(self, rf, in_shape):
         return fold_rf(self.child_inputs(in_shape), rf)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import model_validator
 
 from ..registry import LAYERS
-from .base import RF, Layer, ShapeError
+from .base import RF, Layer, ShapeError, memo_by_shape
 
 if TYPE_CHECKING:  # the union of all layers, built in layers/__init__.py
     from . import AnyLayer  # noqa: F401
@@ -95,10 +95,12 @@ class Container(Layer):
     def has_trainable(self) -> bool:
         return any(c.has_trainable() for _, c in self.children())
 
+    @memo_by_shape
     def child_inputs(self, in_shape) -> list[tuple[str, Layer, tuple]]:
         """(name, child, its input shape) for every direct child."""
         raise NotImplementedError
 
+    @memo_by_shape
     def child_rf_inputs(self, rf: RF, in_shape) -> list[RF]:
         """The receptive field arriving at each direct child (same order as child_inputs)."""
         raise NotImplementedError
@@ -156,18 +158,22 @@ class Sequential(Container):
     def children(self):
         return named(self.layers)
 
+    @memo_by_shape
     def child_inputs(self, in_shape):
         shapes = sequence_shapes(self.children(), in_shape)
         return [(n, c, s) for (n, c), s in zip(self.children(), shapes)]
 
+    @memo_by_shape
     def output_shape(self, in_shape):
         return sequence_shapes(self.children(), in_shape)[-1]
 
+    @memo_by_shape
     def receptive_field(self, rf, in_shape):
         for _, child, shape in self.child_inputs(in_shape):
             rf = child.receptive_field(rf, shape)
         return rf
 
+    @memo_by_shape
     def child_rf_inputs(self, rf, in_shape):
         return fold_rf(self.child_inputs(in_shape), rf)
 

@@ -155,9 +155,11 @@ class Trainer:
         loss, g = self.loss_fn.value_and_grad(out, labels)
         loss = float(loss)  # a host sync; needed for the NaN check and the progress bar
         if not math.isfinite(loss):
+            last = self.checkpoint_path("last")
+            kept = (f"the last good checkpoint ({last}) was kept" if last.exists()
+                    else "no checkpoint had been written yet")
             raise RunFailed(f"the loss became {loss} at epoch {self.epoch + 1}, step "
-                            f"{self.step + 1}; training stopped and the last good checkpoint "
-                            f"({self.checkpoint_path('last')}) was kept. Lower "
+                            f"{self.step + 1}; training stopped and {kept}. Lower "
                             f"train.optimizer.lr, set train.grad_clip_norm, or check the data.")
         _, grads = self.model.backward(self.state, cache, g)
         gflat = flatten(grads)
