@@ -132,7 +132,7 @@ def extents_to_target(model: Model, target: str) -> dict[str, tuple]:
         e = (1,) * len(own.size) if e is None else e
         e = tuple((ei - 1) * j + k for ei, j, k in zip(e, own.jump, own.size))
         extents[name] = e
-    return extents
+    return dict(reversed(extents.items()))  # in forward order, input first
 
 
 def attach_extents(s: dict, target: str, extents: dict) -> dict:
