@@ -143,3 +143,17 @@ def test_rf_target_through_the_cli_and_on_branching_nets():
     assert rows["block1"]["extent_to_target"] == [212, 212] and rows["pool5"]["extent_to_target"] == [2, 2]
     r = CliRunner().invoke(app, ["summary", "configs/resnet18.yaml", "--rf-target", "fc"])
     assert r.exit_code == 2 and "branches" in r.output
+
+
+@pytest.mark.parametrize("name", ["resnet20-cifar10", "vgg11-cifar10", "densenet-bc-cifar10"])
+def test_cifar_configs_train_a_few_steps_on_synthetic_data(name, tmp_path):
+    import io
+    from cnnrun.train.progress import PlainReporter
+    from cnnrun.train.trainer import Trainer
+    cfg = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml", [
+        "data.dataset=synthetic", "data.synthetic.shape=[3, 32, 32]",
+        "data.synthetic.train_size=48", "data.synthetic.test_size=16", "data.val_split=16",
+        "train.epochs=1", "train.batch_size=16"])
+    result = Trainer(cfg, tmp_path, PlainReporter(stream=io.StringIO())).run()
+    assert result["epochs"] == 1 and np.isfinite(result["test"]["loss"])
+    assert (tmp_path / "checkpoints" / "best.safetensors").exists()
