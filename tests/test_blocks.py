@@ -65,6 +65,10 @@ BLOCKS = {  # a tiny instance of every block type the zoo uses, float64
     "dense": ("densenet", "{use: dense_layer, growth: 2, bn_size: 2}", (3, 5, 5)),
     "transition": ("densenet", "{use: transition, channels: 2}", (3, 6, 6)),
     "vgg-bn": ("vgg", "{use: conv3, channels: 2, bn: true}", (2, 5, 5)),
+    # Inception-style parallel branches joined on channels (identity, 1×1, 3×3, pooled 1×1)
+    "concat": ("vgg", "{type: concat, branches: [[], [{type: conv2d, out_channels: 2, kernel_size: 1}], "
+                      "[{use: conv3, channels: 2}], [{type: maxpool2d, kernel_size: 3, stride: 1, "
+                      "padding: 1}, {type: conv2d, out_channels: 1, kernel_size: 1}]]}", (2, 5, 5)),
 }
 
 
