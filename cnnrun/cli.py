@@ -175,6 +175,40 @@ def predict(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoi
 
 
 @app.command()
+def gradcheck(config: Path = typer.Argument(..., help="YAML config file"),
+              set_: Optional[List[str]] = typer.Option(None, "--set"),
+              samples: int = typer.Option(5, "--samples", min=1, help="coordinates per tensor"),
+              eps: float = typer.Option(1e-6, "--eps", help="finite-difference step"),
+              batch: int = typer.Option(2, "--batch", min=1),
+              dtype: str = typer.Option("float64", "--dtype"),
+              as_json: bool = typer.Option(False, "--json")):
+    """Check every backward pass of a config against central finite differences (float64)."""
+    def body():
+        from .config import load_config
+        from .errors import RunFailed, UserError
+        from .gradcheck import check_model
+        from .model import Model
+        if dtype != "float64":
+            raise UserError(f"--dtype {dtype}: gradcheck runs in float64 only; float32 round-off "
+                            f"(about 1e-7 relative) swamps any finite difference.")
+        cfg = load_config(config, set_ or [])
+        model = Model(cfg.model.layers, cfg.model.input_shape)
+        rows = check_model(model, cfg.train.loss, batch=batch, samples=samples, eps=eps,
+                           seed=cfg.train.seed)
+        if as_json:
+            typer.echo(json.dumps([r.__dict__ for r in rows]))
+        else:
+            from .render import gradcheck_table
+            gradcheck_table(rows, _console())
+        failed = [r for r in rows if not r.passed]
+        if failed:
+            raise RunFailed(f"{len(failed)} of {len(rows)} gradient checks failed (worst "
+                            f"{max(r.max_rel_error for r in failed):.2e}, at "
+                            f"{failed[0].layer}.{failed[0].parameter}).")
+    run_guarded(body)
+
+
+@app.command()
 def layers(as_json: bool = typer.Option(False, "--json")):
     """The layer registry: each type, its fields and defaults."""
     def body():

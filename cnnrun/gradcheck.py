@@ -86,3 +86,81 @@ def check_layer(layer: Layer, in_shape, batch: int = 2, seed: int = 0, train: bo
 def _shapes_of_trainable(layer, in_shape):
     from .model import _trainable
     return _trainable(layer, tuple(in_shape))
+
+
+@dataclass
+class CheckRow:
+    layer: str
+    parameter: str
+    max_rel_error: float
+    passed: bool
+    checked: int  # coordinates (or 1 for the directional derivative)
+
+
+def relative_errors(analytic, numeric, floor: float = 1e-7) -> np.ndarray:
+    """|a − n| / max(|a|, |n|, floor): the floor keeps near-zero gradients from dividing by ~0."""
+    a, n = np.asarray(analytic, dtype=np.float64), np.asarray(numeric, dtype=np.float64)
+    return np.abs(a - n) / np.maximum(np.maximum(np.abs(a), np.abs(n)), floor)
+
+
+def check_model(model, loss_fn, batch: int = 2, samples: int = 5, eps: float = 1e-6,
+                seed: int = 0, tol: float = 1e-5) -> list[CheckRow]:
+    """Sampled coordinates of every trainable parameter and of the input, plus one
+    directional derivative along a random v over all parameters at once."""
+    from .model import flatten as flat_of
+    rng = np.random.default_rng(seed)
+    state = model.init(seed=seed, dtype=np.float64)
+    x = to_engine(dodge_kinks(rng.uniform(-1, 1, (batch, *model.input_shape))))
+    labels = rng.integers(0, model.output_shape[0], batch)
+    params = flat_of(state)
+    names = [n for n in params if n in model.trainable_names()]
+
+    def energy():
+        y, _ = model.forward(state, x, train=True, rng=np.random.default_rng(seed + 1))
+        return float(loss_fn.value_and_grad(y, labels)[0])
+
+    y, cache = model.forward(state, x, train=True, rng=np.random.default_rng(seed + 1))
+    _, g = loss_fn.value_and_grad(y, labels)
+    gx, grads = model.backward(state, cache, g, need_gx=True)
+    grads = flat_of(grads)
+    rows = [_sampled("(input)", "x", x, gx, energy, rng, samples, eps, tol)]
+    for name in names:
+        layer, _, pname = name.rpartition(".")
+        rows.append(_sampled(layer, pname, params[name], grads[name], energy, rng, samples, eps,
+                             tol))
+    rows.append(_directional(params, grads, names, energy, rng, eps, tol))
+    return rows
+
+
+def _sampled(layer, pname, arr, grad, energy, rng, samples, eps, tol) -> CheckRow:
+    flat, gflat = arr.reshape(-1), np.asarray(grad).reshape(-1)
+    idx = rng.choice(flat.size, size=min(samples, flat.size), replace=False)
+    numeric = []
+    for i in idx:
+        old = flat[i]
+        flat[i] = old + eps
+        up = energy()
+        flat[i] = old - eps
+        down = energy()
+        flat[i] = old
+        numeric.append((up - down) / (2 * eps))
+    err = float(relative_errors(gflat[idx], numeric).max())
+    return CheckRow(layer, pname, err, err <= tol, len(idx))
+
+
+def _directional(params, grads, names, energy, rng, eps, tol) -> CheckRow:
+    """(E(w + εv) − E(w − εv)) / 2ε against ∇E·v: two forward passes for all weights."""
+    v = {n: rng.normal(size=params[n].shape) for n in names}
+    norm = np.sqrt(sum((d * d).sum() for d in v.values()))
+    v = {n: d / norm for n, d in v.items()}
+    analytic = sum(float((np.asarray(grads[n]) * v[n]).sum()) for n in names)
+    for n in names:
+        params[n] += eps * v[n]
+    up = energy()
+    for n in names:
+        params[n] -= 2 * eps * v[n]
+    down = energy()
+    for n in names:
+        params[n] += eps * v[n]
+    err = float(relative_errors([analytic], [(up - down) / (2 * eps)]).max())
+    return CheckRow("(all)", "directional ∇E·v", err, err <= tol, 1)

@@ -113,3 +113,14 @@ def predictions_table(results: list[dict], console: Console) -> None:
 def _start(values) -> str:
     """One number when every axis agrees (the usual square case)."""
     return f"{values[0]:g}" if len(set(values)) == 1 else ",".join(f"{v:g}" for v in values)
+
+
+def gradcheck_table(rows, console: Console) -> None:
+    t = Table(title="gradient check (float64, central differences)")
+    for col, just in (("layer", "left"), ("parameter", "left"), ("checked", "right"),
+                      ("max relative error", "right"), ("", "left")):
+        t.add_column(col, justify=just)
+    for r in rows:
+        t.add_row(r.layer, r.parameter, str(r.checked), f"{r.max_rel_error:.2e}",
+                  "[green]pass[/green]" if r.passed else "[red]FAIL[/red]")
+    console.print(t)
