@@ -82,6 +82,18 @@ class Model:
     def backward(self, state, cache, gy, need_gx=False):
         return self.root.backward(state, cache, gy, need_gx)
 
+    def penalty(self, state) -> tuple[float, dict]:
+        """Σ of the layers' penalties (e.g. combine_maps sparsity) and their flat gradients."""
+        total, grads = 0.0, {}
+        for name, layer, _ in leaves(self.root, self.input_shape):
+            fn = getattr(layer, "penalty", None)
+            node = _node(state, name)
+            result = fn(node) if fn is not None else None
+            if result is not None:
+                total += result[0]
+                grads.update({f"{name}.{k}": v for k, v in result[1].items()})
+        return total, grads
+
     # ---- convenience (PyTorch layout in and out) --------------------------------
     def predict(self, state, x_nchw, batch_size: int = 256):
         """Outputs (N, K) of an (N, C, H, W) batch in evaluation mode, in chunks."""
@@ -122,3 +134,19 @@ def param_owner_types(layer, in_shape, prefix: str = "") -> dict[str, str]:
     for name, child, shape in children(in_shape):
         out.update(param_owner_types(child, shape, f"{prefix}{name}."))
     return out
+
+
+def leaves(layer, in_shape, prefix: str = ""):
+    """(dotted name, leaf layer, input shape) of every leaf, depth-first."""
+    children = getattr(layer, "child_inputs", None)
+    if children is None:
+        yield prefix.rstrip("."), layer, in_shape
+        return
+    for name, child, shape in children(in_shape):
+        yield from leaves(child, shape, f"{prefix}{name}.")
+
+
+def _node(state: dict, dotted: str) -> dict:
+    for key in dotted.split("."):
+        state = state.get(key, {})
+    return state

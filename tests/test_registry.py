@@ -12,6 +12,7 @@ REQUIRED = {
     "lp_pool2d", "linear", "flatten", "dropout", "batchnorm2d", "batchnorm1d",
     "local_response_norm", "relu", "leaky_relu", "sigmoid", "tanh", "scaled_tanh", "softmax",
     "conv_transpose2d", "upsample2d", "sequential", "residual", "concat", "dense", "subsample2d",
+    "combine_maps",
 }
 
 

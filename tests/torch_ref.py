@@ -78,8 +78,17 @@ def subsample(layer, p, x, train, gen):
     return down * p["weight"].view(1, -1, 1, 1) + p["bias"].view(1, -1, 1, 1)
 
 
+def combine_maps(layer, p, x, train, gen):
+    C, p_ = x.shape[1], layer.padding
+    z = F.conv2d(x, p["kernel"], None, 1, p_, 1, C)
+    alpha = torch.softmax(p["mix"], dim=1)
+    y = torch.einsum("oc,nchw->nohw", alpha, z)
+    return y + p["bias"].view(1, -1, 1, 1) if layer.bias else y
+
+
 REFS = {
     "subsample2d": subsample,
+    "combine_maps": combine_maps,
     "conv2d": conv,
     "conv1d": conv,
     "conv_transpose2d": lambda l, p, x, t, g: F.conv_transpose2d(

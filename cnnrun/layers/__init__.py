@@ -8,11 +8,12 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from ..registry import LAYERS
-from . import (activations, branches, containers, conv, dense, norm, pool,  # noqa: F401
-               subsample, transpose)
+from . import (activations, branches, combine, containers, conv, dense, norm,  # noqa: F401
+               pool, subsample, transpose)
 from .base import RF, Context, Layer, ParamLayer, ShapeError
 
-LAYER_MODULES = (activations, branches, containers, conv, dense, norm, pool, subsample, transpose)
+LAYER_MODULES = (activations, branches, combine, containers, conv, dense, norm, pool, subsample,
+                 transpose)
 
 AnyLayer = Annotated[Union[tuple(cls for _, cls in LAYERS.items())], Field(discriminator="type")]
 

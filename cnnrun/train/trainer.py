@@ -163,6 +163,11 @@ class Trainer:
                             f"train.optimizer.lr, set train.grad_clip_norm, or check the data.")
         _, grads = self.model.backward(self.state, cache, g)
         gflat = flatten(grads)
+        penalty, pgrads = self.model.penalty(self.state)  # e.g. sparsity of learned map mixes
+        if pgrads:
+            loss += penalty
+            for name, pg in pgrads.items():
+                gflat[name] = gflat[name] + pg
         if t.grad_clip_norm:
             clip_by_global_norm(gflat, t.grad_clip_norm)
         self.optimizer.step(self.flat, gflat, self._lr())

@@ -1,0 +1,140 @@
+"""Learned combinations of feature maps (Bouvrie, "Notes on CNNs", §3.3)."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal, Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from ..backend import get_array_module
+from ..ops.conv import conv_backward, conv_forward
+from ..registry import LAYERS
+from .base import ParamLayer, ShapeError
+
+
+class Sparsity(BaseModel):
+    """A penalty on the mixing weights α, added to the loss.
+
+    kind 'entropy': λ·Σ_j H(α_·j) = −λ Σ_j Σ_i α_ij log α_ij. It is smallest when each output
+    map reads one input map, so a larger λ concentrates α on fewer maps.
+    kind 'l1': λ·Σ|α_ij|, as the notes write it (Eq. 11–14). Because each α_·j is a softmax,
+    its entries are positive and sum to one, so this penalty is the constant λ·O and its
+    gradient (the notes' Eq. 14) is identically zero: it does nothing. It is kept so that the
+    notes can be followed literally, and the tests check that its gradient is zero.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["entropy", "l1"] = "entropy"
+    strength: float = Field(0.01, ge=0.0, description="λ")
+
+
+def softmax_rows(xp, c):
+    e = xp.exp(c - c.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_rows_backward(alpha, g_alpha):
+    """∂E/∂c_i = α_i (∂E/∂α_i − Σ_k α_k ∂E/∂α_k), row by row."""
+    return alpha * (g_alpha - (alpha * g_alpha).sum(axis=1, keepdims=True))
+
+
+@LAYERS.register("combine_maps")
+class CombineMaps(ParamLayer):
+    """y_j = Σ_i α_ij (x_i ∗ k_i) + b_j, with α_·j = softmax_i(c_·j).
+
+    Input (C, H, W) → (out_channels, OH, OW). One K×K kernel per input map, shared by every
+    output map (parameter ``kernel``, (C, 1, K, K)); free mixing weights ``mix`` c (O, C);
+    bias (O,). Gradients: ∂E/∂α_ij = Σ_uv δ_j ∘ (x_i ∗ k_i), and through the softmax
+    ∂E/∂c_ij = α_ij (∂E/∂α_ij − Σ_k α_kj ∂E/∂α_kj). Apply the activation f after this layer.
+    ``sparsity`` adds a penalty on α to the loss (see Sparsity).
+    """
+
+    type: Literal["combine_maps"] = "combine_maps"
+    out_channels: PositiveInt
+    kernel_size: PositiveInt = 3
+    padding: int = Field(0, ge=0)
+    bias: bool = True
+    sparsity: Optional[Sparsity] = None
+    ranks: ClassVar = (3,)
+    examples: ClassVar = (
+        ({"out_channels": 3, "kernel_size": 3, "padding": 1}, (4, 5, 5)),
+        ({"out_channels": 2, "kernel_size": 2, "bias": False,
+          "sparsity": {"kind": "entropy", "strength": 0.3}}, (3, 4, 4)),
+    )
+
+    def _geo(self):
+        p = self.padding
+        return (1, 1), ((p, p), (p, p)), (1, 1)
+
+    def output_shape(self, in_shape):
+        self.check_rank(in_shape)
+        out = [n + 2 * self.padding - self.kernel_size + 1 for n in in_shape[1:]]
+        if min(out) < 1:
+            raise ShapeError(f"{self.label()}: kernel {self.kernel_size} does not fit input shape "
+                             f"{tuple(in_shape)}")
+        return (self.out_channels, *out)
+
+    def receptive_field(self, rf, in_shape):
+        k = (self.kernel_size,) * 2
+        return rf.window(k, (1, 1), (self.padding,) * 2, grid=self.output_shape(in_shape)[1:])
+
+    def param_shapes(self, in_shape):
+        C, K = in_shape[0], self.kernel_size
+        shapes = {"kernel": (C, 1, K, K), "mix": (self.out_channels, C)}
+        if self.bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
+
+    def default_param(self, pname, shape, rng):
+        if pname == "kernel":
+            return rng.uniform(-1, 1, shape) / math.sqrt(shape[2] * shape[3])
+        return np.zeros(shape)  # mix: uniform α to start
+
+    def macs(self, in_shape):
+        out = self.output_shape(in_shape)
+        C = in_shape[0]
+        return math.prod(out[1:]) * C * (self.kernel_size ** 2 + self.out_channels)
+
+    def forward(self, p, x, ctx):
+        xp = get_array_module(x)
+        C = x.shape[0]
+        stride, pads, dilation = self._geo()
+        z, cols = conv_forward(x, p["kernel"], None, stride, pads, dilation, groups=C)
+        alpha = softmax_rows(xp, p["mix"])  # (O, C)
+        _, OH, OW, N = z.shape
+        y = (alpha @ z.reshape(C, -1)).reshape(self.out_channels, OH, OW, N)  # (O, OH, OW, N)
+        if self.bias:
+            y += p["bias"][:, None, None, None]
+        return y, (z, cols, alpha, x.shape[1:3])
+
+    def backward(self, p, cache, gy, need_gx=True):
+        z, cols, alpha, in_hw = cache
+        C = z.shape[0]
+        gy2 = gy.reshape(self.out_channels, -1)  # (O, OH·OW·N)
+        gz = (alpha.T @ gy2).reshape(z.shape)
+        stride, pads, dilation = self._geo()
+        gx, gk, _ = conv_backward(gz, p["kernel"], cols, in_hw, stride, pads, dilation, C,
+                                  need_gx, False, need_params=self.trainable)
+        if not self.trainable:
+            return gx, {}
+        g_alpha = gy2 @ z.reshape(C, -1).T  # (O, C): Σ δ_j ∘ z_i
+        grads = {"kernel": gk, "mix": softmax_rows_backward(alpha, g_alpha)}
+        if self.bias:
+            grads["bias"] = gy.sum(axis=(1, 2, 3))
+        return gx, grads
+
+    def penalty(self, p):
+        """(value, {param: gradient}) of the sparsity penalty, or None."""
+        if self.sparsity is None or not self.trainable:
+            return None
+        xp = get_array_module(p["mix"])
+        alpha = softmax_rows(xp, p["mix"])
+        lam = self.sparsity.strength
+        if self.sparsity.kind == "l1":  # constant: Σ_i α_ij = 1 for every j
+            g_alpha = lam * xp.sign(alpha)
+            return float(lam * xp.abs(alpha).sum()), {"mix": softmax_rows_backward(alpha, g_alpha)}
+        logs = xp.log(xp.maximum(alpha, 1e-30))
+        g_alpha = -lam * (logs + 1)
+        return float(-lam * (alpha * logs).sum()), {"mix": softmax_rows_backward(alpha, g_alpha)}
