@@ -209,6 +209,62 @@ def gradcheck(config: Path = typer.Argument(..., help="YAML config file"),
 
 
 @app.command()
+def hessian(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoint"),
+            top_k: int = typer.Option(3, "--top-k", min=1, help="largest eigenvalues"),
+            batch: int = typer.Option(256, "--batch", min=1, help="training images used"),
+            iters: int = typer.Option(20, "--iters", min=2, help="Lanczos steps"),
+            trace_samples: int = typer.Option(10, "--trace-samples", min=1),
+            gauss_newton: bool = typer.Option(False, "--gauss-newton",
+                                              help="the Gauss–Newton matrix instead"),
+            as_json: bool = typer.Option(False, "--json")):
+    """Top eigenvalues (Lanczos) and trace (Hutchinson) of the loss Hessian on a batch."""
+    def body():
+        import numpy as np
+        from .data import prepare
+        from .hessian import analyze
+        from .inference import load_trained
+        from .layout import to_engine
+        tr = load_trained(checkpoint)
+        cfg = tr.cfg
+        data = prepare(cfg.data.model_copy(update={"train_limit": batch}), cfg.train.seed,
+                       np.float64, stats=tr.stats, splits=("train",))
+        state = {k: v for k, v in tr.state.items()}
+        from .model import _map
+        state = _map(state, lambda a: a.astype(np.float64))  # exact products in float64
+        x, y = to_engine(data.train.x[:batch]), data.train.y[:batch]
+        with _progress(as_json) as step:
+            result = analyze(tr.model, state, x, y, cfg.train.loss, top_k, iters, trace_samples,
+                             cfg.train.seed, gauss_newton, step)
+        if as_json:
+            typer.echo(json.dumps(result))
+        else:
+            from .render import hessian_table
+            hessian_table(result, _console())
+    run_guarded(body)
+
+
+def _progress(quiet: bool):
+    """A context giving a step(phase, i, n) callback that drives a rich bar (or nothing)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def ctx():
+        if quiet or not sys.stderr.isatty():
+            yield None
+            return
+        from rich.progress import Progress
+        with Progress(transient=True) as bar:
+            tasks = {}
+
+            def step(phase, i, n):
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task(phase, total=n)
+                bar.update(tasks[phase], completed=i)
+            yield step
+    return ctx()
+
+
+@app.command()
 def layers(as_json: bool = typer.Option(False, "--json")):
     """The layer registry: each type, its fields and defaults."""
     def body():

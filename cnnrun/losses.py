@@ -29,6 +29,10 @@ class Loss(BaseModel):
     def value_and_grad(self, y, labels):
         raise NotImplementedError
 
+    def hessian_vector(self, y, labels, ry):
+        """R{∂E/∂y}: the loss Hessian with respect to the outputs, times R{y}."""
+        raise NotImplementedError
+
     def _scale(self, n):
         return 1.0 / n if self.reduction == "mean" else 1.0
 
@@ -57,6 +61,14 @@ class CrossEntropy(Loss):
         grad = (xp.exp(logp) - target) * logits.dtype.type(s)
         return loss, grad
 
+    def hessian_vector(self, logits, labels, rz):
+        """(diag(p) − p pᵀ)·R{z} per sample, scaled like the loss."""
+        xp = get_array_module(logits)
+        z = logits - logits.max(axis=0, keepdims=True)
+        p = xp.exp(z)
+        p /= p.sum(axis=0, keepdims=True)
+        return p * (rz - (p * rz).sum(axis=0, keepdims=True)) * self._scale(logits.shape[1])
+
 
 class SquaredError(Loss):
     type: Literal["squared_error"] = "squared_error"
@@ -69,6 +81,9 @@ class SquaredError(Loss):
         diff = y - one_hot(xp, labels, K, y.dtype, off, 1.0)
         s = self._scale(N)
         return 0.5 * (diff * diff).sum() * s, diff * y.dtype.type(s)
+
+    def hessian_vector(self, y, labels, ry):
+        return ry * self._scale(y.shape[1])
 
 
 AnyLoss = Annotated[Union[CrossEntropy, SquaredError], Field(discriminator="type")]

@@ -82,6 +82,24 @@ class Model:
     def backward(self, state, cache, gy, need_gx=False):
         return self.root.backward(state, cache, gy, need_gx)
 
+    def hvp(self, state, x, labels, loss_fn, v: dict, gauss_newton: bool = False, rng=None,
+            train: bool = True) -> dict:
+        """H·v (or the Gauss–Newton G·v = Jᵀ·H_loss·J·v) for a flat direction v over the
+        trainable parameters, on the batch x (engine layout), exactly (Pearlmutter's R-operator).
+
+        Batch norm uses batch statistics when ``train`` (its running statistics are left
+        alone)."""
+        ctx = Context(train=train, rng=rng, freeze_stats=True)
+        y, cache = self.root.forward(state, x, ctx)  # dropout's mask is kept in the cache
+        nested_v = unflatten(v)
+        xp = get_array_module(x)
+        ry, rcache = self.root.r_forward(state, nested_v, xp.zeros_like(x), cache, ctx)
+        g = loss_fn.value_and_grad(y, labels)[1]
+        rg = loss_fn.hessian_vector(y, labels, ry)
+        if gauss_newton:
+            return flatten(self.root.backward(state, cache, rg, need_gx=False)[1])
+        return flatten(self.root.r_backward(state, nested_v, cache, rcache, g, rg)[1])
+
     def penalty(self, state) -> tuple[float, dict]:
         """Σ of the layers' penalties (e.g. combine_maps sparsity) and their flat gradients."""
         total, grads = 0.0, {}

@@ -124,3 +124,13 @@ def gradcheck_table(rows, console: Console) -> None:
         t.add_row(r.layer, r.parameter, str(r.checked), f"{r.max_rel_error:.2e}",
                   "[green]pass[/green]" if r.passed else "[red]FAIL[/red]")
     console.print(t)
+
+
+def hessian_table(r: dict, console: Console) -> None:
+    t = Table(title=f"{r['matrix'].replace('_', '-')} of the loss on {r['batch_size']} images "
+                    f"({r['parameters']:,} parameters)", show_header=False)
+    for i, ev in enumerate(r["top_eigenvalues"], 1):
+        t.add_row(f"eigenvalue {i}", f"{ev:.6g}")
+    t.add_row("trace (Hutchinson)", f"{r['trace']:.6g} ± {r['trace_stderr']:.2g}")
+    t.add_row("Lanczos steps / trace probes", f"{r['lanczos_steps']} / {r['trace_samples']}")
+    console.print(t)

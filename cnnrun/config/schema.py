@@ -114,7 +114,19 @@ class RMSprop(Strict):
     weight_decay: float = Field(0.0, ge=0.0)
 
 
-AnyOptimizer = Annotated[Union[SGD, Adam, AdamW, RMSprop], Field(discriminator="type")]
+class SDLM(Strict):
+    """LeCun's stochastic diagonal Levenberg–Marquardt: w ← w − lr·g/(mu + h), h the diagonal
+    of the Gauss–Newton matrix, re-estimated every refresh_every steps from `probes` exact
+    Gauss–Newton-vector products (h ≈ mean of v∘Gv over random ±1 vectors v)."""
+    type: Literal["sdlm"] = "sdlm"
+    lr: PositiveFloat = 0.01
+    mu: PositiveFloat = Field(0.02, description="damping: bounds the step where h ≈ 0")
+    probes: PositiveInt = 4
+    refresh_every: PositiveInt = 250
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+AnyOptimizer = Annotated[Union[SGD, Adam, AdamW, RMSprop, SDLM], Field(discriminator="type")]
 
 
 class Warmup(Strict):

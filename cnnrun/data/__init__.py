@@ -15,7 +15,7 @@ import numpy as np
 from . import transforms
 from .sources import Split, load_split
 
-STREAM_INIT, STREAM_SPLIT, STREAM_SHUFFLE, STREAM_AUGMENT, STREAM_DROPOUT = range(5)
+STREAM_INIT, STREAM_SPLIT, STREAM_SHUFFLE, STREAM_AUGMENT, STREAM_DROPOUT, STREAM_CURVATURE = range(6)
 
 
 @dataclass
@@ -91,4 +91,4 @@ def num_batches(n: int, batch_size: int) -> int:
 
 
 __all__ = ["DataBundle", "Prepared", "prepare", "batches", "num_batches", "STREAM_INIT",
-           "STREAM_DROPOUT"]
+           "STREAM_DROPOUT", "STREAM_CURVATURE"]

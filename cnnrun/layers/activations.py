@@ -22,6 +22,19 @@ class Elementwise(Layer):
     def df(self, xp, x, y):
         raise NotImplementedError
 
+    def d2f(self, xp, x, y):
+        """f''(x), for the R-operator: R{gx} = f'·R{gy} + f''·R{x}·gy."""
+        raise NotImplementedError
+
+    def r_forward(self, p, v, rx, cache, ctx):
+        x, y = cache
+        return self.df(get_array_module(rx), x, y) * rx, rx
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        x, y = cache
+        xp = get_array_module(gy)
+        return self.df(xp, x, y) * rgy + self.d2f(xp, x, y) * rcache * gy, {}
+
     def forward(self, p, x, ctx):
         y = self.f(get_array_module(x), x)
         return y, (x, y)
@@ -46,6 +59,9 @@ class ReLU(Elementwise):
     def df(self, xp, x, y):
         return x > 0
 
+    def d2f(self, xp, x, y):
+        return 0.0
+
 
 @LAYERS.register("leaky_relu")
 class LeakyReLU(Elementwise):
@@ -60,6 +76,9 @@ class LeakyReLU(Elementwise):
 
     def df(self, xp, x, y):
         return xp.where(x > 0, x.dtype.type(1), x.dtype.type(self.negative_slope))
+
+    def d2f(self, xp, x, y):
+        return 0.0
 
 
 @LAYERS.register("sigmoid")
@@ -79,6 +98,9 @@ class Sigmoid(Elementwise):
     def df(self, xp, x, y):
         return self.slope * y * (1 - y)
 
+    def d2f(self, xp, x, y):
+        return self.slope ** 2 * y * (1 - y) * (1 - 2 * y)
+
 
 @LAYERS.register("tanh")
 class Tanh(Elementwise):
@@ -92,6 +114,9 @@ class Tanh(Elementwise):
 
     def df(self, xp, x, y):
         return 1 - y * y
+
+    def d2f(self, xp, x, y):
+        return -2 * y * (1 - y * y)
 
 
 @LAYERS.register("scaled_tanh")
@@ -110,6 +135,10 @@ class ScaledTanh(Elementwise):
     def df(self, xp, x, y):
         t = y / self.amplitude
         return self.amplitude * self.slope * (1 - t * t)
+
+    def d2f(self, xp, x, y):
+        t = y / self.amplitude
+        return -2 * self.amplitude * self.slope ** 2 * t * (1 - t * t)
 
 
 @LAYERS.register("softmax")
@@ -134,3 +163,14 @@ class Softmax(Layer):
             return None, {}
         y = cache
         return y * (gy - (gy * y).sum(axis=0, keepdims=True)), {}
+
+    def r_forward(self, p, v, rx, cache, ctx):
+        y = cache
+        ry = y * (rx - (y * rx).sum(axis=0, keepdims=True))
+        return ry, ry
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        y, ry = cache, rcache
+        s = (gy * y).sum(axis=0, keepdims=True)
+        rs = (rgy * y + gy * ry).sum(axis=0, keepdims=True)
+        return ry * (gy - s) + y * (rgy - rs), {}

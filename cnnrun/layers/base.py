@@ -88,6 +88,7 @@ class Context:
 
     train: bool = False
     rng: Any = None
+    freeze_stats: bool = False  # batch norm keeps its running statistics (extra passes)
 
 
 class Layer(BaseModel):
@@ -138,6 +139,23 @@ class Layer(BaseModel):
 
     def backward(self, p: dict, cache, gy, need_gx: bool = True):
         raise NotImplementedError
+
+    # ---- R-operator (Pearlmutter 1994): exact Hessian-vector products ------------
+    # r_forward gives R{y}, the derivative of y along a direction (v over this layer's
+    # parameters, rx over its input); r_backward gives R{gx} and R{∂E/∂θ} from gy and R{gy}.
+    # A parameter-free layer that is linear in x (pooling by averages, flatten, upsampling)
+    # applies its own forward and backward to the R-quantities.
+    linear_in_x: ClassVar[bool] = False
+
+    def r_forward(self, p: dict, v: dict, rx, cache, ctx: "Context"):
+        if self.linear_in_x:
+            return self.forward(p, rx, ctx)[0], None
+        raise NotImplementedError(f"{self.type} has no R-operator (Hessian-vector products) yet")
+
+    def r_backward(self, p: dict, v: dict, cache, rcache, gy, rgy):
+        if self.linear_in_x:
+            return self.backward(p, cache, rgy)[0], {}
+        raise NotImplementedError(f"{self.type} has no R-operator (Hessian-vector products) yet")
 
     # ---- helpers ----------------------------------------------------------
     def has_trainable(self) -> bool:

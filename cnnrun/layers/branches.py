@@ -11,7 +11,8 @@ from ..backend import get_array_module
 from ..registry import LAYERS
 from .base import ShapeError, memo_by_shape
 from .containers import (Container, Sequential, check_unique, fold_rf, freeze_children, named,
-                         sequence_backward, sequence_forward, sequence_shapes, widest)
+                         sequence_backward, sequence_forward, sequence_r_backward,
+                         sequence_r_forward, sequence_shapes, widest)
 
 _CONV = {"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1}
 
@@ -122,6 +123,27 @@ class Residual(Container):
             grads[self.shortcut_name] = gs
         return (_add(gxb, gxs) if need_gx else None), grads
 
+    def r_forward(self, p, v, rx, cache, ctx):
+        cb, cs, ca = cache
+        sc = self.shortcut_name
+        rb, rcb = sequence_r_forward(named(self.body), p, v, rx, cb, ctx)
+        rs, rcs = self._shortcut.r_forward(p.get(sc, {}), v.get(sc, {}), rx, cs, ctx)
+        ra, rca = self._after.r_forward(p.get("after", {}), v.get("after", {}), rb + rs, ca, ctx)
+        return ra, (rcb, rcs, rca)
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        (cb, cs, ca), (rcb, rcs, rca) = cache, rcache
+        sc, pa, va = self.shortcut_name, p.get("after", {}), v.get("after", {})
+        g_sum = self._after.backward(pa, ca, gy, True)[0]
+        rg_sum, rga = self._after.r_backward(pa, va, ca, rca, gy, rgy)
+        rgx, rgrads = sequence_r_backward(named(self.body), p, v, cb, rcb, g_sum, rg_sum)
+        rgs_x, rgs = self._shortcut.r_backward(p.get(sc, {}), v.get(sc, {}), cs, rcs, g_sum,
+                                               rg_sum)
+        for key, val in (("after", rga), (sc, rgs)):
+            if val:
+                rgrads[key] = val
+        return rgx + rgs_x, rgrads
+
 
 def split_channels(xp, g, sizes):
     """Split along the channel axis 0 into pieces of the given sizes."""
@@ -200,6 +222,26 @@ class Concat(Container):
                 grads[n] = gp
         return gx, grads
 
+    def r_forward(self, p, v, rx, cache, ctx):
+        caches, _ = cache
+        xp = get_array_module(rx)
+        outs, rcaches = zip(*(c.r_forward(p.get(n, {}), v.get(n, {}), rx, cc, ctx)
+                              for (n, c), cc in zip(self._branches, caches)))
+        return xp.concatenate(outs, axis=0), rcaches
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        caches, sizes = cache
+        xp = get_array_module(gy)
+        rgx, rgrads = None, {}
+        for (n, c), cc, rc, g, rg in zip(self._branches, caches, rcache,
+                                         split_channels(xp, gy, sizes),
+                                         split_channels(xp, rgy, sizes)):
+            rb, rp = c.r_backward(p.get(n, {}), v.get(n, {}), cc, rc, g, rg)
+            rgx = _add(rgx, rb)
+            if rp:
+                rgrads[n] = rp
+        return rgx, rgrads
+
 
 @LAYERS.register("dense")
 class Dense(Container):
@@ -248,3 +290,13 @@ class Dense(Container):
         caches, C = cache
         gb, grads = sequence_backward(self.children(), p, caches, gy[C:], need_gx)
         return ((gy[:C] + gb) if need_gx else None), grads
+
+    def r_forward(self, p, v, rx, cache, ctx):
+        caches, _ = cache
+        ry, rcaches = sequence_r_forward(self.children(), p, v, rx, caches, ctx)
+        return get_array_module(rx).concatenate([rx, ry], axis=0), rcaches
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        caches, C = cache
+        rgb, rgrads = sequence_r_backward(self.children(), p, v, caches, rcache, gy[C:], rgy[C:])
+        return rgy[:C] + rgb, rgrads

@@ -82,6 +82,29 @@ def sequence_backward(children, p, caches, gy, need_gx):
     return gy, grads
 
 
+def sequence_r_forward(children, p, v, rx, caches, ctx):
+    rcaches = []
+    for (name, child), cache in zip(children, caches):
+        rx, rcache = child.r_forward(p.get(name, {}), v.get(name, {}), rx, cache, ctx)
+        rcaches.append(rcache)
+    return rx, rcaches
+
+
+def sequence_r_backward(children, p, v, caches, rcaches, gy, rgy):
+    """R{gx} and R{∂E/∂θ} through a chain; each child also needs the plain gy at its output."""
+    rgrads = {}
+    for i in range(len(children) - 1, -1, -1):
+        name, child = children[i]
+        pc, vc = p.get(name, {}), v.get(name, {})
+        rgx, rg = child.r_backward(pc, vc, caches[i], rcaches[i], gy, rgy)
+        if rg:
+            rgrads[name] = rg
+        if i > 0:
+            gy = child.backward(pc, caches[i], gy, need_gx=True)[0]
+        rgy = rgx
+    return rgy, rgrads
+
+
 def _first_trainable(children):
     return next((i for i, (_, c) in enumerate(children) if c.has_trainable()), None)
 
@@ -182,6 +205,12 @@ class Sequential(Container):
 
     def backward(self, p, cache, gy, need_gx=True):
         return sequence_backward(self.children(), p, cache, gy, need_gx)
+
+    def r_forward(self, p, v, rx, cache, ctx):
+        return sequence_r_forward(self.children(), p, v, rx, cache, ctx)
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        return sequence_r_backward(self.children(), p, v, cache, rcache, gy, rgy)
 
 
 def fold_rf(child_inputs, rf) -> list[RF]:

@@ -8,7 +8,8 @@ from typing import ClassVar, Literal, Optional, Union
 import numpy as np
 from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 
-from ..ops.conv import conv_backward, conv_forward
+from ..ops.conv import (conv_backward, conv_forward, conv_grad_input, conv_grad_weight,
+                        cols_product)
 from ..ops.shapes import conv_out_size, same_padding
 from ..registry import LAYERS
 from .base import ParamLayer, ShapeError
@@ -158,8 +159,10 @@ class ConvNd(ParamLayer):
                                    need_gx, self.bias, need_params=self.trainable)
         if gx is not None and self.nd == 1:
             gx = gx[:, 0]  # (C, 1, L, N) -> (C, L, N)
-        if not self.trainable:
-            return gx, {}
+        return gx, (self._param_grads(gW, gb) if self.trainable else {})
+
+    def _param_grads(self, gW, gb) -> dict:
+        """A gradient of the effective 2-D weight, mapped back to the parameter's layout."""
         if self.nd == 1:
             gW = gW[:, :, 0, :]  # (O, C/G, 1, K) -> (O, C/G, K)
         if self.flip_kernel:
@@ -170,7 +173,37 @@ class ConvNd(ParamLayer):
         grads = {"weight": gW}
         if self.bias:
             grads["bias"] = gb
-        return gx, grads
+        return grads
+
+    # ---- R-operator: conv is bilinear in (x, W) ----------------------------------
+    def r_forward(self, p, v, rx, cache, ctx):
+        cols, _ = cache
+        rx4 = rx if self.nd == 2 else rx[:, None]
+        stride, pads, dilation = self._as2d()
+        ry, rcols = conv_forward(rx4, self._weight2d(p["weight"]), None, stride, pads, dilation,
+                                 self.groups)  # W ⋆ R{x}
+        if "weight" in v:  # + V ⋆ x, from the columns kept by the forward pass
+            ry = ry + cols_product(self._weight2d(v["weight"]), cols, self.groups, ry.shape)
+        if self.bias and "bias" in v:
+            ry = ry + v["bias"][:, None, None, None]
+        return (ry if self.nd == 2 else ry[:, 0]), rcols
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        cols, in_hw = cache
+        rcols = rcache
+        gy4, rgy4 = (gy, rgy) if self.nd == 2 else (gy[:, None], rgy[:, None])
+        stride, pads, dilation = self._as2d()
+        w2 = self._weight2d(p["weight"])
+        rgx = conv_grad_input(rgy4, w2, in_hw, stride, pads, dilation, self.groups)
+        if "weight" in v:
+            rgx = rgx + conv_grad_input(gy4, self._weight2d(v["weight"]), in_hw, stride, pads,
+                                        dilation, self.groups)
+        rgx = rgx if self.nd == 2 else rgx[:, 0]
+        if not self.trainable:
+            return rgx, {}
+        rgW = conv_grad_weight(rgy4, cols, w2.shape, self.groups) + \
+            conv_grad_weight(gy4, rcols, w2.shape, self.groups)
+        return rgx, self._param_grads(rgW, rgy.sum(axis=tuple(range(1, rgy.ndim))))
 
 
 @LAYERS.register("conv2d")

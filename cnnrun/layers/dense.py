@@ -58,12 +58,32 @@ class Linear(ParamLayer):
             grads["bias"] = gy.sum(axis=1)
         return gx, grads
 
+    def r_forward(self, p, v, rx, cache, ctx):
+        x = cache  # R{y} = W·R{x} + V·x + V_b
+        ry = p["weight"] @ rx
+        if "weight" in v:
+            ry = ry + v["weight"] @ x
+        if self.bias and "bias" in v:
+            ry = ry + v["bias"][:, None]
+        return ry, rx
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        x, rx = cache, rcache
+        rgx = p["weight"].T @ rgy + (v["weight"].T @ gy if "weight" in v else 0.0)
+        if not self.trainable:
+            return rgx, {}
+        rgrads = {"weight": rgy @ x.T + gy @ rx.T}
+        if self.bias:
+            rgrads["bias"] = rgy.sum(axis=1)
+        return rgx, rgrads
+
 
 @LAYERS.register("flatten")
 class Flatten(Layer):
     """(C, H, W) → (C·H·W,) in C, H, W order: PyTorch's flatten of NCHW."""
 
     type: Literal["flatten"] = "flatten"
+    linear_in_x: ClassVar[bool] = True
     examples: ClassVar = (({}, (2, 3, 4)), ({}, (3, 5)))
 
     def output_shape(self, in_shape):
@@ -98,3 +118,9 @@ class Dropout(Layer):
         if not need_gx:
             return None, {}
         return (gy if cache is None else gy * cache), {}
+
+    def r_forward(self, p, v, rx, cache, ctx):
+        return (rx if cache is None else rx * cache), None  # the same mask
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        return (rgy if cache is None else rgy * cache), {}

@@ -54,7 +54,7 @@ class BatchNorm(ParamLayer):
         use_batch = ctx.train or not self.track_running_stats
         if use_batch:
             mean, var = x.mean(axis=axes), x.var(axis=axes)
-            if ctx.train and self.track_running_stats:
+            if ctx.train and self.track_running_stats and not ctx.freeze_stats:
                 self._update_running(p, mean, var, x.size // x.shape[0])
         else:
             mean, var = p["running_mean"], p["running_var"]
@@ -90,6 +90,46 @@ class BatchNorm(ParamLayer):
         mean_gx = (gxhat * xhat).sum(axis=axes) / n
         gx = (gxhat - mean_g[col] - xhat * mean_gx[col]) * inv_std[col]
         return gx, grads
+
+    # ---- R-operator -------------------------------------------------------------
+    # With batch statistics, x̂ = (x − μ)·s depends on the whole batch:
+    # R{x̂} = s·(R{x} − mean R{x} − x̂·mean(x̂·R{x})), and R{s} = −s·mean(x̂·R{x})·s.
+    def r_forward(self, p, v, rx, cache, ctx):
+        xhat, inv_std, use_batch = cache
+        axes = tuple(range(1, rx.ndim))
+        col = (slice(None),) + (None,) * (rx.ndim - 1)
+        if use_batch:
+            proj = (xhat * rx).mean(axis=axes)
+            rxhat = (rx - rx.mean(axis=axes)[col] - xhat * proj[col]) * inv_std[col]
+            rs_over_s = -proj * inv_std
+        else:
+            rxhat, rs_over_s = rx * inv_std[col], None
+        ry = rxhat * p["weight"][col] if self.affine else rxhat
+        if self.affine and "weight" in v:
+            ry = ry + xhat * v["weight"][col] + v["bias"][col]
+        return ry, (rxhat, rs_over_s)
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        xhat, inv_std, use_batch = cache
+        rxhat, rs_over_s = rcache
+        axes = tuple(range(1, gy.ndim))
+        col = (slice(None),) + (None,) * (gy.ndim - 1)
+        gamma = p["weight"][col] if self.affine else 1.0
+        gxhat, rgxhat = gy * gamma, rgy * gamma
+        if self.affine and "weight" in v:
+            rgxhat = rgxhat + gy * v["weight"][col]
+        rgrads = {}
+        if self.affine and self.trainable:
+            rgrads = {"weight": (rgy * xhat + gy * rxhat).sum(axis=axes),
+                      "bias": rgy.sum(axis=axes)}
+        if not use_batch:
+            return rgxhat * inv_std[col], rgrads
+        m1, m2 = gxhat.mean(axis=axes), (gxhat * xhat).mean(axis=axes)
+        rm1 = rgxhat.mean(axis=axes)
+        rm2 = (rgxhat * xhat + gxhat * rxhat).mean(axis=axes)
+        inner = gxhat - m1[col] - xhat * m2[col]
+        rinner = rgxhat - rm1[col] - rxhat * m2[col] - xhat * rm2[col]
+        return (rs_over_s[col] * inner + rinner) * inv_std[col], rgrads
 
 
 @LAYERS.register("batchnorm2d")

@@ -98,6 +98,15 @@ class MaxPool2d(Pool2d):
         k, s, d = self.geometry()
         return crop_spatial(ops.max_backward(gy, idx, padded_hw, k, s, d), pads), {}
 
+    def r_forward(self, p, v, rx, cache, ctx):
+        idx, _, pads = cache  # the winners are fixed: R{y} reads R{x} at them
+        k, s, d = self.geometry()
+        rxpad = pad_spatial(rx, pads, 0.0)
+        return ops.max_gather(rxpad, idx, k, idx.shape[1:3], s, d), None
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        return self.backward(p, cache, rgy)[0], {}
+
 
 @LAYERS.register("avgpool2d")
 class AvgPool2d(Pool2d):
@@ -105,6 +114,7 @@ class AvgPool2d(Pool2d):
     divisor (PyTorch's default); a ceil-mode overhang never counts."""
 
     type: Literal["avgpool2d"] = "avgpool2d"
+    linear_in_x: ClassVar[bool] = True
     count_include_pad: bool = True
     examples: ClassVar = (
         ({"kernel_size": 2}, (2, 6, 6)),
@@ -185,6 +195,7 @@ class GlobalAvgPool(Layer):
     """Mean over all spatial positions: (C, H, W) or (C, L) → (C,)."""
 
     type: Literal["global_avgpool"] = "global_avgpool"
+    linear_in_x: ClassVar[bool] = True
     ranks: ClassVar = (2, 3)
     examples: ClassVar = (({}, (3, 4, 5)), ({}, (2, 6)))
 
@@ -229,6 +240,7 @@ class AdaptiveAvgPool2d(Layer):
     """
 
     type: Literal["adaptive_avgpool2d"] = "adaptive_avgpool2d"
+    linear_in_x: ClassVar[bool] = True
     output_size: IntOrPair
     ranks: ClassVar = (3,)
     examples: ClassVar = (({"output_size": 2}, (2, 4, 6)), ({"output_size": [3, 2]}, (2, 7, 5)),

@@ -72,3 +72,27 @@ class Subsample2d(ParamLayer):
         if not self.trainable:
             return gx, {}
         return gx, {"weight": (gy * down).sum(axis=(1, 2, 3)), "bias": gy.sum(axis=(1, 2, 3))}
+
+    def r_forward(self, p, v, rx, cache, ctx):
+        down, hw = cache
+        n = self.kernel_size
+        col = (slice(None), None, None, None)
+        rdown = ops.sum_forward(rx, (n, n), down.shape[1:3], (n, n))
+        ry = rdown * p["weight"][col]
+        if "weight" in v:
+            ry = ry + down * v["weight"][col]
+        if "bias" in v:
+            ry = ry + v["bias"][col]
+        return ry, rdown
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        down, hw = cache
+        rdown = rcache
+        n = self.kernel_size
+        col = (slice(None), None, None, None)
+        g = rgy * p["weight"][col] + (gy * v["weight"][col] if "weight" in v else 0.0)
+        rgx = ops.sum_backward(g, hw, (n, n), (n, n))
+        if not self.trainable:
+            return rgx, {}
+        return rgx, {"weight": (rgy * down + gy * rdown).sum(axis=(1, 2, 3)),
+                     "bias": rgy.sum(axis=(1, 2, 3))}

@@ -118,6 +118,7 @@ class Upsample2d(Layer):
     """
 
     type: Literal["upsample2d"] = "upsample2d"
+    linear_in_x: ClassVar[bool] = True
     scale_factor: IntOrPair = 2
     mode: Literal["nearest", "zeros"] = "nearest"
     ranks: ClassVar = (3,)

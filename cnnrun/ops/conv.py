@@ -38,6 +38,18 @@ def conv_forward(x, weight, bias, stride, pads, dilation, groups=1):
     return y, cols
 
 
+def cols_product(weight, cols, groups, out_shape):
+    """W · cols for columns already built: (O, OH, OW, N) without a new im2col."""
+    xp = get_array_module(cols)
+    O, Cg, KH, KW = weight.shape
+    K, L = Cg * KH * KW, cols.size // (cols.shape[0] * KH * KW)
+    if groups == 1:
+        y = xp.matmul(weight.reshape(O, K), cols.reshape(K, L))  # (O, L)
+    else:
+        y = xp.matmul(weight.reshape(groups, O // groups, K), cols.reshape(groups, K, L))
+    return y.reshape(out_shape)
+
+
 def conv_grad_weight(gy, cols, weight_shape, groups=1):
     """∂E/∂W = gy · colsᵀ per group, shaped like the weight (O, C/G, KH, KW)."""
     xp = get_array_module(gy)

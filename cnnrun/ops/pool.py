@@ -37,6 +37,16 @@ def max_forward(xpad, kernel, out_hw, stride, dilation):
     return y, idx
 
 
+def max_gather(xpad, idx, kernel, out_hw, stride, dilation):
+    """Values of xpad at each window's recorded winner (the R-operator of max-pooling)."""
+    xp = get_array_module(xpad)
+    y = None
+    for t, i, j in taps(kernel):
+        v = xpad[(slice(None), *tap_slices(i, j, out_hw, stride, dilation))] * (idx == t)
+        y = v if y is None else xp.add(y, v, out=y)
+    return y
+
+
 def max_backward(gy, idx, padded_hw, kernel, stride, dilation):
     """Scatter gy to the winning tap of each window; overlapping windows add up."""
     xp = get_array_module(gy)

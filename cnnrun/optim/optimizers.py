@@ -123,7 +123,39 @@ class RMSprop(Optimizer):
             w -= lr * g / avg
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+class SDLM(Optimizer):
+    """Per-weight steps lr/(mu + h) from a diagonal Gauss–Newton estimate h (LeCun 1998)."""
+
+    def needs_curvature(self, step: int) -> bool:
+        return step % self.cfg.refresh_every == 0 or not self.state
+
+    def set_curvature(self, diag: dict) -> None:
+        for name, h in diag.items():
+            self.state[f"{name}.curvature"] = h
+
+    def update(self, name, w, g, lr, wd):
+        if wd:
+            g = g + wd * w
+        w -= lr * g / (self.cfg.mu + self.state[f"{name}.curvature"])
+
+
+def estimate_gn_diagonal(model, state, x, labels, loss_fn, probes: int, rng, dropout_rng_of):
+    """diag(G) ≈ mean over Rademacher v of v ∘ (G v), clipped at 0 (G is PSD; noise is not)."""
+    from ..model import flatten
+    xp = get_array_module(x)
+    flat = flatten(state)
+    names = sorted(model.trainable_names())
+    total = {n: xp.zeros_like(flat[n]) for n in names}
+    for k in range(probes):
+        v = {n: xp.asarray(rng.choice([-1.0, 1.0], size=flat[n].shape), dtype=flat[n].dtype)
+             for n in names}
+        gv = model.hvp(state, x, labels, loss_fn, v, gauss_newton=True, rng=dropout_rng_of())
+        for n in names:
+            total[n] += v[n] * gv[n]
+    return {n: xp.maximum(total[n] / probes, 0) for n in names}
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "sdlm": SDLM}
 
 
 def build_optimizer(cfg, param_names, lr_mult=None, no_decay=()) -> Optimizer:

@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import get_backend, random_generator, to_device, to_numpy
-from ..data import STREAM_DROPOUT, STREAM_INIT, batches, num_batches, prepare
+from ..data import (STREAM_CURVATURE, STREAM_DROPOUT, STREAM_INIT, batches, num_batches,
+                    prepare)
 from ..errors import RunFailed, UserError
 from ..evaluate import evaluate
 from ..layout import to_engine
 from ..model import Model, flatten, param_owner_types
 from ..optim import Schedule, build_optimizer
+from ..optim.optimizers import SDLM, estimate_gn_diagonal
 from . import checkpoint
 from .runs import MetricsWriter, config_yaml, write_config
 
@@ -170,6 +172,11 @@ class Trainer:
                 gflat[name] = gflat[name] + pg
         if t.grad_clip_norm:
             clip_by_global_norm(gflat, t.grad_clip_norm)
+        if isinstance(self.optimizer, SDLM) and self.optimizer.needs_curvature(self.step):
+            probe_rng = np.random.default_rng([t.seed, STREAM_CURVATURE, self.step])
+            self.optimizer.set_curvature(estimate_gn_diagonal(
+                self.model, self.state, xe, labels, self.loss_fn, t.optimizer.probes, probe_rng,
+                lambda: random_generator(xp, [t.seed, STREAM_DROPOUT, self.step])))
         self.optimizer.step(self.flat, gflat, self._lr())
         correct = int((out.argmax(axis=0) == labels).sum())
         return loss, correct
