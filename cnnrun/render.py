@@ -134,3 +134,21 @@ def hessian_table(r: dict, console: Console) -> None:
     t.add_row("trace (Hutchinson)", f"{r['trace']:.6g} ± {r['trace_stderr']:.2g}")
     t.add_row("Lanczos steps / trace probes", f"{r['lanczos_steps']} / {r['trace_samples']}")
     console.print(t)
+
+
+def bench_tables(r: dict, console: Console) -> None:
+    t = Table(title=f"{r['config']}: batch {r['batch_size']}, {r['steps']} steps, {r['dtype']}, "
+                    f"{r['backend']}")
+    for col in ("layer", "type", "forward ms", "backward ms", "share"):
+        t.add_column(col, justify="left" if col in ("layer", "type") else "right")
+    for row in r["layers"]:
+        t.add_row(row["name"], row["type"], f"{row['forward_ms']:.3f}", f"{row['backward_ms']:.3f}",
+                  f"{row['share']:.1%}")
+    console.print(t)
+    totals = Table(show_header=False, box=None)
+    totals.add_row("training", f"{r['train_step_ms']:.2f} ms/step, {r['train_images_per_s']:,.0f} "
+                               f"images/s, {r['train_gflops']:.1f} GFLOP/s")
+    totals.add_row("inference", f"{r['infer_ms']:.2f} ms/batch, {r['infer_images_per_s']:,.0f} "
+                                f"images/s, {r['infer_gflops']:.1f} GFLOP/s")
+    totals.add_row("peak resident memory", f"{r['peak_rss_mb']:.0f} MiB")
+    console.print(totals)

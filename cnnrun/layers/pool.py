@@ -88,21 +88,20 @@ class MaxPool2d(Pool2d):
     def forward(self, p, x, ctx):
         xpad, pads = self._padded(x, -float("inf"))
         k, s, d = self.geometry()
-        y, idx = ops.max_forward(xpad, k, self.out_hw(x.shape[1:3]), s, d)
-        return y, (idx, xpad.shape[1:3], pads)
+        y = ops.max_forward(xpad, k, self.out_hw(x.shape[1:3]), s, d)
+        return y, (xpad, y, pads)
 
     def backward(self, p, cache, gy, need_gx=True):
         if not need_gx:
             return None, {}
-        idx, padded_hw, pads = cache
+        xpad, y, pads = cache
         k, s, d = self.geometry()
-        return crop_spatial(ops.max_backward(gy, idx, padded_hw, k, s, d), pads), {}
+        return crop_spatial(ops.max_backward(gy, xpad, y, k, s, d), pads), {}
 
     def r_forward(self, p, v, rx, cache, ctx):
-        idx, _, pads = cache  # the winners are fixed: R{y} reads R{x} at them
+        xpad, y, pads = cache  # the winners are fixed: R{y} reads R{x} at them
         k, s, d = self.geometry()
-        rxpad = pad_spatial(rx, pads, 0.0)
-        return ops.max_gather(rxpad, idx, k, idx.shape[1:3], s, d), None
+        return ops.max_gather(xpad, pad_spatial(rx, pads, 0.0), y, k, s, d), None
 
     def r_backward(self, p, v, cache, rcache, gy, rgy):
         return self.backward(p, cache, rgy)[0], {}

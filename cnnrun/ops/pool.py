@@ -21,39 +21,45 @@ def taps(kernel):
 
 
 def max_forward(xpad, kernel, out_hw, stride, dilation):
-    """Window maxima (C, OH, OW, N) and the winning tap of each (uint8/int16)."""
-    xp = get_array_module(xpad)
-    y, idx, mask = None, None, None
-    for t, i, j in taps(kernel):
-        v = xpad[(slice(None), *tap_slices(i, j, out_hw, stride, dilation))]
-        if y is None:
-            y = v.copy()
-            idx = xp.zeros(y.shape, dtype=xp.uint8 if kernel[0] * kernel[1] < 256 else xp.int16)
-            mask = xp.empty(y.shape, dtype=bool)
-            continue
-        xp.greater(v, y, out=mask)  # strictly greater: the first maximum keeps its place
-        xp.copyto(y, v, where=mask)
-        xp.copyto(idx, t, where=mask)
-    return y, idx
+    """Window maxima (C, OH, OW, N): an element-wise maximum over the taps' slices.
 
-
-def max_gather(xpad, idx, kernel, out_hw, stride, dilation):
-    """Values of xpad at each window's recorded winner (the R-operator of max-pooling)."""
+    No argmax is kept: backward finds each window's first maximum again (see winners),
+    which costs what tracking it here would, and inference pays nothing for it."""
     xp = get_array_module(xpad)
     y = None
-    for t, i, j in taps(kernel):
-        v = xpad[(slice(None), *tap_slices(i, j, out_hw, stride, dilation))] * (idx == t)
-        y = v if y is None else xp.add(y, v, out=y)
+    for _, i, j in taps(kernel):
+        v = xpad[(slice(None), *tap_slices(i, j, out_hw, stride, dilation))]
+        y = v.copy() if y is None else xp.maximum(y, v, out=y)
     return y
 
 
-def max_backward(gy, idx, padded_hw, kernel, stride, dilation):
+def winners(xpad, y, kernel, stride, dilation):
+    """(tap slices, mask) per tap: the mask marks windows whose *first* maximum is this tap."""
+    xp = get_array_module(y)
+    taken = xp.zeros(y.shape, dtype=bool)
+    for _, i, j in taps(kernel):
+        sl = (slice(None), *tap_slices(i, j, y.shape[1:3], stride, dilation))
+        m = xpad[sl] == y
+        m &= ~taken
+        taken |= m
+        yield sl, m
+
+
+def max_gather(xpad, rxpad, y, kernel, stride, dilation):
+    """Values of rxpad at each window's winner (the R-operator of max-pooling)."""
+    out = None
+    for sl, m in winners(xpad, y, kernel, stride, dilation):
+        v = rxpad[sl] * m
+        out = v if out is None else out + v
+    return out
+
+
+def max_backward(gy, xpad, y, kernel, stride, dilation):
     """Scatter gy to the winning tap of each window; overlapping windows add up."""
     xp = get_array_module(gy)
-    C, OH, OW, N = gy.shape
-    gx = xp.zeros((C, *padded_hw, N), dtype=gy.dtype)
-    for t, i, j in taps(kernel):
-        gx[(slice(None), *tap_slices(i, j, (OH, OW), stride, dilation))] += gy * (idx == t)
+    gx = xp.zeros(xpad.shape, dtype=gy.dtype)
+    for sl, m in winners(xpad, y, kernel, stride, dilation):
+        gx[sl] += gy * m
     return gx
 
 

@@ -1,0 +1,156 @@
+"""cnnrun against PyTorch's CPU build on the same network, measured side by side.
+
+    python benchmarks/compare_torch.py                 # the README table
+    python benchmarks/compare_torch.py --rounds 7 --only lenet5
+
+Each measurement runs in a fresh process; the two engines alternate (A B A B …)
+for ``--rounds`` rounds, and the table reports the median of the per-round
+ratios t_torch / t_cnnrun (above 1: cnnrun is faster) with its min–max. These
+machines drift ±20–40 % between runs, so only an interleaved ratio means
+anything. Both engines use every core of the machine, in float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = [("lenet5", 64), ("lenet5", 256), ("vgg11-cifar10", 128), ("resnet20-cifar10", 128)]
+
+
+def worker(engine: str, config: str, batch: int, mode: str, steps: int) -> dict:
+    """One timed measurement in this process; prints JSON."""
+    import numpy as np
+    from cnnrun.allocator import keep_freed_memory
+    from cnnrun.bench import peak_rss_mb
+    from cnnrun.config import load_config
+    from cnnrun.model import Model, flatten
+    cfg = load_config(ROOT / "configs" / f"{config}.yaml")
+    model = Model(cfg.model.layers, cfg.model.input_shape)
+    state = model.init(seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, *cfg.model.input_shape), dtype=np.float32)
+    y = rng.integers(0, model.output_shape[0], batch)
+    if engine == "torch":
+        import torch
+        sys.path.insert(0, str(Path(__file__).parent))
+        from torch_model import build, copy_weights
+        torch.set_num_threads(os.cpu_count())
+        net = build(model.root, model.input_shape)
+        copy_weights(net, flatten(state))
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step():
+            if mode == "train":
+                net.train()
+                opt.zero_grad(set_to_none=True)
+                loss_fn(net(xt), yt).backward()
+                opt.step()
+            else:
+                net.eval()
+                with torch.inference_mode():
+                    net(xt)
+    else:
+        from cnnrun.layout import to_engine
+        from cnnrun.optim import build_optimizer
+        from cnnrun.config.schema import SGD
+        keep_freed_memory()
+        flat = flatten(state)
+        opt = build_optimizer(SGD(lr=0.01, momentum=0.9), sorted(model.trainable_names()))
+        loss = cfg.train.loss
+
+        def step():
+            xe = to_engine(x)
+            out, cache = model.forward(state, xe, train=mode == "train",
+                                       rng=np.random.default_rng(0))
+            if mode == "train":
+                _, g = loss.value_and_grad(out, y)
+                _, grads = model.backward(state, cache, g)
+                opt.step(flat, flatten(grads), 0.01)
+    step()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - t0) / steps
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def check_outputs_agree(config: str) -> float:
+    """The two engines compute the same function on the same weights (eval mode)."""
+    import numpy as np
+    import torch
+    sys.path.insert(0, str(Path(__file__).parent))
+    from torch_model import build, copy_weights
+    from cnnrun.config import load_config
+    from cnnrun.layout import to_engine
+    from cnnrun.model import Model, flatten
+    cfg = load_config(ROOT / "configs" / f"{config}.yaml")
+    model = Model(cfg.model.layers, cfg.model.input_shape)
+    state = model.init(seed=0)
+    x = np.random.default_rng(1).random((4, *cfg.model.input_shape), dtype=np.float32)
+    ours = model.forward(state, to_engine(x))[0].T
+    net = build(model.root, model.input_shape)
+    copy_weights(net, flatten(state))
+    net.eval()
+    with torch.no_grad():
+        theirs = net(torch.from_numpy(x)).numpy()
+    err = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-12))
+    assert err < 1e-4, f"{config}: outputs differ (relative {err:.2e})"
+    return err
+
+
+def measure(engine, config, batch, mode, steps) -> dict:
+    out = subprocess.run([sys.executable, __file__, "worker", engine, config, str(batch), mode,
+                          str(steps)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", default=None, help="one config name")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
+    args = ap.parse_args()
+    lines = [f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+             f"Python {platform.python_version()}; {args.rounds} interleaved rounds per cell; "
+             f"ratio = t_torch / t_cnnrun (above 1: cnnrun faster), median (min–max)", "",
+             "| network | batch | mode | cnnrun ms | PyTorch ms | ratio | peak MiB cnnrun / PyTorch |",
+             "| --- | ---: | --- | ---: | ---: | --- | --- |"]
+    for config, batch in CASES:
+        if args.only and config != args.only:
+            continue
+        check_outputs_agree(config)
+        steps = 30 if config == "lenet5" else 3
+        for mode in ("train", "infer"):
+            ours, theirs = [], []
+            for _ in range(args.rounds):
+                ours.append(measure("cnnrun", config, batch, mode, steps))
+                theirs.append(measure("torch", config, batch, mode, steps))
+            ratios = [t["seconds"] / o["seconds"] for o, t in zip(ours, theirs)]
+            row = (f"| {config} | {batch} | {mode} | "
+                   f"{1e3 * statistics.median(o['seconds'] for o in ours):.2f} | "
+                   f"{1e3 * statistics.median(t['seconds'] for t in theirs):.2f} | "
+                   f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) | "
+                   f"{max(o['peak_rss_mb'] for o in ours):.0f} / "
+                   f"{max(t['peak_rss_mb'] for t in theirs):.0f} |")
+            print(row, flush=True)
+            lines.append(row)
+    Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        e, c, b, m, s = sys.argv[2:7]
+        print(json.dumps(worker(e, c, int(b), m, int(s))))
+    else:
+        main()

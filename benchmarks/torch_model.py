@@ -1,0 +1,104 @@
+"""The same network in PyTorch, built from a cnnrun config (parity and benchmarks only).
+
+Module names follow cnnrun's, so the weights copy across by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+
+class Lambda(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+class Residual(nn.Module):
+    def __init__(self, layer, in_shape):
+        super().__init__()
+        from cnnrun.layers.containers import named, sequence_shapes
+        shapes = sequence_shapes(named(layer.body), in_shape)
+        for (name, child), shape in zip(named(layer.body), shapes):
+            self.add_module(name, build(child, shape))
+        self.body_names = [n for n, _ in named(layer.body)]
+        self.short_name = layer.shortcut_name
+        self.add_module(layer.shortcut_name, sequential(layer.shortcut, in_shape))
+        self.after = sequential(layer.after, shapes[-1])
+
+    def forward(self, x):
+        y = x
+        for n in self.body_names:
+            y = getattr(self, n)(y)
+        return self.after(y + getattr(self, self.short_name)(x))
+
+
+def sequential(layers, in_shape):
+    from cnnrun.layers.containers import named
+    mods, shape = OrderedDict(), tuple(in_shape)
+    for name, child in named(layers):
+        mods[name] = build(child, shape)
+        shape = child.output_shape(shape)
+    return nn.Sequential(mods)
+
+
+def build(layer, in_shape) -> nn.Module:
+    t = layer.type
+    if t == "sequential":
+        return sequential(layer.layers, in_shape)
+    if t == "residual":
+        return Residual(layer, in_shape)
+    if t == "conv2d":
+        pads = layer.pads()
+        same = all(a == b for a, b in pads)
+        conv = nn.Conv2d(in_shape[0], layer.out_channels, layer.kernel(), layer.strides(),
+                         tuple(a for a, _ in pads) if same else 0, layer.dilations(), layer.groups,
+                         layer.bias)
+        return conv
+    if t == "linear":
+        return nn.Linear(in_shape[0], layer.out_features, layer.bias)
+    if t == "batchnorm2d":
+        return nn.BatchNorm2d(in_shape[0], layer.eps, layer.momentum, layer.affine)
+    if t == "batchnorm1d":
+        return nn.BatchNorm1d(in_shape[0], layer.eps, layer.momentum, layer.affine)
+    if t == "maxpool2d":
+        return nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                            ceil_mode=layer.ceil_mode)
+    if t == "avgpool2d":
+        return nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode,
+                            layer.count_include_pad)
+    if t == "adaptive_avgpool2d":
+        return nn.AdaptiveAvgPool2d(layer.output_size)
+    if t == "global_avgpool":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    simple = {"relu": nn.ReLU, "tanh": nn.Tanh, "flatten": nn.Flatten}
+    if t in simple:
+        return simple[t]()
+    if t == "dropout":
+        return nn.Dropout(layer.p)
+    if t == "leaky_relu":
+        return nn.LeakyReLU(layer.negative_slope)
+    if t == "scaled_tanh":
+        return Lambda(lambda x: layer.amplitude * torch.tanh(layer.slope * x))
+    if t == "sigmoid":
+        return Lambda(lambda x: torch.sigmoid(layer.slope * x))
+    raise NotImplementedError(f"no PyTorch twin for {t} in the benchmark builder")
+
+
+def copy_weights(module: nn.Module, flat_state: dict) -> None:
+    """Load cnnrun's (name → array) state; every tensor must match by name and shape."""
+    own = module.state_dict()
+    tensors = {k: torch.from_numpy(v.copy()) for k, v in flat_state.items()}
+    missing = [k for k in own if k not in tensors and not k.endswith("num_batches_tracked")]
+    assert not missing, f"missing in cnnrun state: {missing[:5]}"
+    module.load_state_dict(tensors, strict=False)
+
+
+__all__ = ["build", "copy_weights", "math"]

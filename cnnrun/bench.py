@@ -1,0 +1,101 @@
+"""``cnnrun bench``: time a config's training step and inference, layer by layer (like
+``caffe time``), on synthetic data of its input shape; no dataset is read."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+
+import numpy as np
+
+from .backend import get_backend, random_generator
+from .layers import Context
+from .layout import to_engine
+from .model import Model, flatten
+from .optim import build_optimizer
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def _sync(xp):
+    if xp is not np:  # GPU kernels run asynchronously: wait before reading the clock
+        xp.cuda.Device().synchronize()
+
+
+def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1) -> dict:
+    from .allocator import keep_freed_memory
+    keep_freed_memory()
+    t = cfg.train
+    xp = get_backend(t.backend)
+    dtype = np.dtype(t.dtype)
+    batch = batch_size or t.batch_size
+    model = Model(cfg.model.layers, cfg.model.input_shape)
+    state = model.init(seed=0, dtype=dtype, xp=xp)
+    flat = flatten(state)
+    trainable = [n for n in flat if n in model.trainable_names()]
+    opt = build_optimizer(t.optimizer, trainable)
+    rng = np.random.default_rng(0)
+    x = xp.asarray(to_engine(rng.random((batch, *cfg.model.input_shape), dtype=np.float32)
+                             .astype(dtype)))
+    labels = xp.asarray(rng.integers(0, model.output_shape[0], batch))
+    children = model.root.children()
+    fwd = np.zeros(len(children))
+    bwd = np.zeros(len(children))
+
+    def train_step(record: bool):
+        ctx = Context(train=True, rng=random_generator(xp, 0))
+        h, caches = x, []
+        for i, (name, child) in enumerate(children):
+            t0 = time.perf_counter()
+            h, cache = child.forward(state.get(name, {}), h, ctx)
+            _sync(xp)
+            fwd[i] += record * (time.perf_counter() - t0)
+            caches.append(cache)
+        _, g = t.loss.value_and_grad(h, labels)
+        grads, first = {}, next((i for i, (_, c) in enumerate(children) if c.has_trainable()), 0)
+        for i in range(len(children) - 1, first - 1, -1):
+            name, child = children[i]
+            t0 = time.perf_counter()
+            g, gp = child.backward(state.get(name, {}), caches[i], g, need_gx=i > first)
+            _sync(xp)
+            bwd[i] += record * (time.perf_counter() - t0)
+            if gp:
+                grads[name] = gp
+        opt.step(flat, flatten(grads), t.optimizer.lr)
+
+    for _ in range(warmup):
+        train_step(False)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        train_step(True)
+    _sync(xp)
+    train_s = (time.perf_counter() - t0) / steps
+
+    def infer():
+        y, _ = model.forward(state, x, train=False)
+        return y
+    for _ in range(warmup):
+        infer()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        infer()
+    _sync(xp)
+    infer_s = (time.perf_counter() - t0) / steps
+
+    macs = model.macs()
+    rows = [{"name": name, "type": child.type, "forward_ms": 1e3 * fwd[i] / steps,
+             "backward_ms": 1e3 * bwd[i] / steps,
+             "share": (fwd[i] + bwd[i]) / max(fwd.sum() + bwd.sum(), 1e-12)}
+            for i, (name, child) in enumerate(children)]
+    return {"config": cfg.name, "batch_size": batch, "steps": steps, "dtype": t.dtype,
+            "backend": t.backend, "train_step_ms": 1e3 * train_s, "infer_ms": 1e3 * infer_s,
+            "train_images_per_s": batch / train_s, "infer_images_per_s": batch / infer_s,
+            # a training step is about 3× the forward MACs (forward, input and weight gradients)
+            "train_gflops": 2 * 3 * macs * batch / train_s / 1e9,
+            "infer_gflops": 2 * macs * batch / infer_s / 1e9,
+            "peak_rss_mb": peak_rss_mb(), "layers": rows}
