@@ -1,0 +1,27 @@
+"""cnnrun bench runs on every config and reports what it promises (never asserts a time)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnnrun.cli import app
+from test_configs import SMALL_INPUT
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_bench_runs_on_every_config(path):
+    args = ["bench", str(path), "--batch-size", "2", "--steps", "1", "--json"]
+    if path.stem in SMALL_INPUT:
+        args += ["--set", f"model.input_shape={SMALL_INPUT[path.stem]}"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert {"batch_size", "train_images_per_s", "infer_images_per_s", "peak_rss_mb",
+            "layers"} <= set(out)
+    assert out["batch_size"] == 2 and out["train_images_per_s"] > 0 and out["peak_rss_mb"] > 0
+    assert abs(sum(l["share"] for l in out["layers"]) - 1) < 1e-6
+    assert all(l["forward_ms"] >= 0 and l["backward_ms"] >= 0 for l in out["layers"])
