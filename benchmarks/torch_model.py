@@ -5,7 +5,6 @@ Module names follow cnnrun's, so the weights copy across by name.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import torch
@@ -101,4 +100,4 @@ def copy_weights(module: nn.Module, flat_state: dict) -> None:
     module.load_state_dict(tensors, strict=False)
 
 
-__all__ = ["build", "copy_weights", "math"]
+__all__ = ["build", "copy_weights"]

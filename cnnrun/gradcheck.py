@@ -37,19 +37,22 @@ def dodge_kinks(x: np.ndarray, low: float = 0.2) -> np.ndarray:
     return np.sign(x) * (low + np.abs(x))
 
 
+def central_difference(energy, flat: np.ndarray, i: int, eps: float) -> float:
+    """(E(θ_i + ε) − E(θ_i − ε)) / 2ε, perturbing flat[i] in place and restoring it."""
+    old = flat[i]
+    flat[i] = old + eps
+    up = energy()
+    flat[i] = old - eps
+    down = energy()
+    flat[i] = old
+    return (up - down) / (2 * eps)
+
+
 def numeric_grad(energy, arr: np.ndarray, eps: float) -> np.ndarray:
-    """∂E/∂arr by central differences, perturbing ``arr`` in place and restoring it."""
-    g = np.zeros_like(arr)
-    flat, gflat = arr.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = energy()
-        flat[i] = old - eps
-        down = energy()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * eps)
-    return g
+    """∂E/∂arr by central differences at every coordinate."""
+    flat = arr.reshape(-1)
+    return np.array([central_difference(energy, flat, i, eps) for i in range(flat.size)]
+                    ).reshape(arr.shape)
 
 
 def check_layer(layer: Layer, in_shape, batch: int = 2, seed: int = 0, train: bool = True,
@@ -135,15 +138,7 @@ def check_model(model, loss_fn, batch: int = 2, samples: int = 5, eps: float = 1
 def _sampled(layer, pname, arr, grad, energy, rng, samples, eps, tol) -> CheckRow:
     flat, gflat = arr.reshape(-1), np.asarray(grad).reshape(-1)
     idx = rng.choice(flat.size, size=min(samples, flat.size), replace=False)
-    numeric = []
-    for i in idx:
-        old = flat[i]
-        flat[i] = old + eps
-        up = energy()
-        flat[i] = old - eps
-        down = energy()
-        flat[i] = old
-        numeric.append((up - down) / (2 * eps))
+    numeric = [central_difference(energy, flat, i, eps) for i in idx]
     err = float(relative_errors(gflat[idx], numeric).max())
     return CheckRow(layer, pname, err, err <= tol, len(idx))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import get_array_module, random_generator, to_device
+from .backend import get_array_module, to_device
 from .layers import RF, Context, Layer
 from .layers.containers import Sequential
 from .layout import to_engine, to_external
@@ -140,7 +140,7 @@ def _trainable(layer, in_shape) -> dict:
     return layer.param_shapes(in_shape) if layer.has_trainable() else {}
 
 
-__all__ = ["Model", "flatten", "unflatten", "random_generator"]
+__all__ = ["Model", "flatten", "unflatten", "leaves"]
 
 
 def param_owner_types(layer, in_shape, prefix: str = "") -> dict[str, str]:

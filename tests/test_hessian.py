@@ -95,20 +95,24 @@ def test_model_hv_equals_finite_difference_of_gradients():
     rng, model, state, x, labels = lenet_batch()
     v = random_direction(rng, model, state)
     hv = model.hvp(state, x, labels, CrossEntropy(), v)
-    flat, eps = flatten(state), 1e-4
+    num = gradient_difference(model, state, x, labels, v)
+    scale = max(np.abs(a).max() for a in num.values())
+    for n in v:
+        np.testing.assert_allclose(hv[n], num[n], rtol=1e-5, atol=1e-6 * scale, err_msg=n)
+
+
+def gradient_difference(model, state, x, labels, v, eps=1e-4):
+    """(∇E(w + εv) − ∇E(w − εv)) / 2ε, the finite-difference Hv."""
+    flat = flatten(state)
     for n in v:
         flat[n] += eps * v[n]
     up = model_grad(model, state, x, labels, CrossEntropy())
     for n in v:
         flat[n] -= 2 * eps * v[n]
     down = model_grad(model, state, x, labels, CrossEntropy())
-    num = {}
     for n in v:
         flat[n] += eps * v[n]
-        num[n] = (up[n] - down[n]) / (2 * eps)
-    scale = max(np.abs(a).max() for a in num.values())
-    for n in v:
-        np.testing.assert_allclose(hv[n], num[n], rtol=1e-5, atol=1e-6 * scale, err_msg=n)
+    return {n: (up[n] - down[n]) / (2 * eps) for n in v}
 
 
 def dot(a, b):
@@ -242,16 +246,7 @@ def test_hv_on_resnet20_with_batch_norm_matches_finite_differences():
     labels = rng.integers(0, 10, 4)
     v = random_direction(rng, model, state)
     hv = model.hvp(state, x, labels, CrossEntropy(), v)
-    flat, eps = flatten(state), 1e-4
-    for n in v:
-        flat[n] += eps * v[n]
-    up = model_grad(model, state, x, labels, CrossEntropy())
-    for n in v:
-        flat[n] -= 2 * eps * v[n]
-    down = model_grad(model, state, x, labels, CrossEntropy())
-    for n in v:
-        flat[n] += eps * v[n]
-    num = {n: (up[n] - down[n]) / (2 * eps) for n in v}
+    num = gradient_difference(model, state, x, labels, v)
     scale = max(np.abs(a).max() for a in num.values())
     for n in v:
         np.testing.assert_allclose(hv[n], num[n], rtol=1e-4, atol=1e-6 * scale, err_msg=n)

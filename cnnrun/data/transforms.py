@@ -6,8 +6,6 @@ is one inverse mapping of the output grid and one bilinear gather.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 
@@ -145,4 +143,4 @@ def is_identity(cfg) -> bool:
 
 
 __all__ = ["preprocess", "channel_stats", "augment", "resize", "affine", "random_crop", "hflip",
-           "fill_value", "is_identity", "math"]
+           "fill_value", "is_identity"]
