@@ -37,7 +37,7 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1) 
     model = Model(cfg.model.layers, cfg.model.input_shape)
     state = model.init(seed=0, dtype=dtype, xp=xp)
     flat = flatten(state)
-    trainable = [n for n in flat if n in model.trainable_names()]
+    trainable = model.trainable_in(flat)
     opt = build_optimizer(t.optimizer, trainable)
     rng = np.random.default_rng(0)
     x = xp.asarray(to_engine(rng.random((batch, *cfg.model.input_shape), dtype=np.float32)

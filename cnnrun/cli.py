@@ -45,6 +45,14 @@ def _fail(message: str, code: int):
     raise typer.Exit(code)
 
 
+def _load_model(config, overrides):
+    """The validated config and its model (shapes checked, no weights allocated)."""
+    from .config import load_config
+    from .model import Model
+    cfg = load_config(config, overrides or [])
+    return cfg, Model(cfg.model.layers, cfg.model.input_shape)
+
+
 def _console():
     from rich.console import Console
     return Console()
@@ -128,11 +136,8 @@ def summary(config: Path = typer.Argument(..., help="YAML config file"),
             as_json: bool = typer.Option(False, "--json", help="print JSON")):
     """Shapes, parameters, MACs and receptive fields per layer, then totals and memory."""
     def body():
-        from .config import load_config
-        from .model import Model
         from .summary import attach_extents, extents_to_target, summarize
-        cfg = load_config(config, set_ or [])
-        model = Model(cfg.model.layers, cfg.model.input_shape)
+        cfg, model = _load_model(config, set_)
         s = summarize(model, cfg.train)
         if rf_target:
             attach_extents(s, rf_target, extents_to_target(model, rf_target))
@@ -149,10 +154,7 @@ def validate(config: Path = typer.Argument(..., help="YAML config file"),
              set_: Optional[List[str]] = typer.Option(None, "--set")):
     """Check a config (schema and shapes) without training."""
     def body():
-        from .config import load_config
-        from .model import Model
-        cfg = load_config(config, set_ or [])
-        m = Model(cfg.model.layers, cfg.model.input_shape)
+        _, m = _load_model(config, set_)
         typer.echo(f"{config}: ok — {m.n_params():,} parameters, output {m.output_shape}")
     run_guarded(body)
 
@@ -184,15 +186,12 @@ def gradcheck(config: Path = typer.Argument(..., help="YAML config file"),
               as_json: bool = typer.Option(False, "--json")):
     """Check every backward pass of a config against central finite differences (float64)."""
     def body():
-        from .config import load_config
         from .errors import RunFailed, UserError
         from .gradcheck import check_model
-        from .model import Model
         if dtype != "float64":
             raise UserError(f"--dtype {dtype}: gradcheck runs in float64 only; float32 round-off "
                             f"(about 1e-7 relative) swamps any finite difference.")
-        cfg = load_config(config, set_ or [])
-        model = Model(cfg.model.layers, cfg.model.input_shape)
+        cfg, model = _load_model(config, set_)
         rows = check_model(model, cfg.train.loss, batch=batch, samples=samples, eps=eps,
                            seed=cfg.train.seed)
         if as_json:

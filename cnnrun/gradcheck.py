@@ -116,7 +116,7 @@ def check_model(model, loss_fn, batch: int = 2, samples: int = 5, eps: float = 1
     x = to_engine(dodge_kinks(rng.uniform(-1, 1, (batch, *model.input_shape))))
     labels = rng.integers(0, model.output_shape[0], batch)
     params = flat_of(state)
-    names = [n for n in params if n in model.trainable_names()]
+    names = model.trainable_in(params)
 
     def energy():
         y, _ = model.forward(state, x, train=True, rng=np.random.default_rng(seed + 1))

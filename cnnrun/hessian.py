@@ -83,7 +83,7 @@ def analyze(model, state, x, labels, loss_fn, top_k=3, iters=20, trace_samples=1
     """Eigenvalues and trace of the loss Hessian (or Gauss–Newton matrix) on one batch."""
     from .model import flatten
     flat = flatten(state)
-    space = FlatSpace.of(flat, [n for n in flat if n in model.trainable_names()])
+    space = FlatSpace.of(flat, model.trainable_in(flat))
 
     def matvec(vec):
         hv = model.hvp(state, x, labels, loss_fn, space.unpack(vec), gauss_newton=gauss_newton)

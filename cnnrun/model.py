@@ -44,6 +44,7 @@ class Model:
         self.root = layers if isinstance(layers, Sequential) else Sequential(layers=list(layers))
         self.input_shape = tuple(input_shape)
         self.output_shape = self.root.output_shape(self.input_shape)
+        self._trainable_names = None
 
     # ---- rules --------------------------------------------------------------
     def param_shapes(self) -> dict:
@@ -68,9 +69,17 @@ class Model:
         host = self.root.init_state(self.input_shape, rng)
         return _map(host, lambda a: to_device(np.asarray(a, dtype=dtype), xp))
 
-    def trainable_names(self) -> set[str]:
-        """Dotted names of the parameters that receive gradients."""
-        return set(flatten(self.grads_template()))
+    def trainable_names(self) -> frozenset[str]:
+        """Dotted names of the parameters that receive gradients (computed once: the
+        layers are frozen, so the answer never changes)."""
+        if self._trainable_names is None:
+            self._trainable_names = frozenset(flatten(self.grads_template()))
+        return self._trainable_names
+
+    def trainable_in(self, flat_state: dict) -> list[str]:
+        """The trainable names, in the order of a flat state."""
+        names = self.trainable_names()
+        return [n for n in flat_state if n in names]
 
     def grads_template(self) -> dict:
         return _trainable(self.root, self.input_shape)

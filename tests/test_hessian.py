@@ -54,12 +54,12 @@ def test_r_operator_equals_finite_differences_of_the_gradient(type_name, cfg, sh
         x[...] += sign * eps * rx
         for n in trainable:
             flat[n] += sign * eps * v[n]
-    shift(+1); gx_up, g_up = grads()
-    shift(-2); gx_dn, g_dn = grads()
+    shift(+1); gx_up, g_up = grads(); y_up = layer.forward(state, x, ctx())[0].copy()
+    shift(-2); gx_dn, g_dn = grads(); y_dn = layer.forward(state, x, ctx())[0].copy()
     shift(+1)
-    np.testing.assert_allclose(ry, (layer.forward(state, x + eps * rx, ctx())[0] -
-                                    layer.forward(state, x - eps * rx, ctx())[0]) / (2 * eps)
-                               if not trainable else ry, rtol=1e-5, atol=1e-7)
+    # R{y} along the joint direction (R{x}, V), parameters included (copies: some
+    # layers, e.g. flatten, return views of x, which is perturbed in place)
+    np.testing.assert_allclose(ry, (y_up - y_dn) / (2 * eps), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(rgx, (gx_up - gx_dn) / (2 * eps), rtol=1e-5, atol=1e-7)
     rflat = flatten(rgrads)
     assert set(rflat) == trainable
@@ -95,10 +95,7 @@ def test_model_hv_equals_finite_difference_of_gradients():
     rng, model, state, x, labels = lenet_batch()
     v = random_direction(rng, model, state)
     hv = model.hvp(state, x, labels, CrossEntropy(), v)
-    num = gradient_difference(model, state, x, labels, v)
-    scale = max(np.abs(a).max() for a in num.values())
-    for n in v:
-        np.testing.assert_allclose(hv[n], num[n], rtol=1e-5, atol=1e-6 * scale, err_msg=n)
+    assert_hv_matches(hv, gradient_difference(model, state, x, labels, v), rtol=1e-5)
 
 
 def gradient_difference(model, state, x, labels, v, eps=1e-4):
@@ -113,6 +110,12 @@ def gradient_difference(model, state, x, labels, v, eps=1e-4):
     for n in v:
         flat[n] += eps * v[n]
     return {n: (up[n] - down[n]) / (2 * eps) for n in v}
+
+
+def assert_hv_matches(hv, num, rtol):
+    scale = max(np.abs(a).max() for a in num.values())
+    for n in num:
+        np.testing.assert_allclose(hv[n], num[n], rtol=rtol, atol=1e-6 * scale, err_msg=n)
 
 
 def dot(a, b):
@@ -246,7 +249,4 @@ def test_hv_on_resnet20_with_batch_norm_matches_finite_differences():
     labels = rng.integers(0, 10, 4)
     v = random_direction(rng, model, state)
     hv = model.hvp(state, x, labels, CrossEntropy(), v)
-    num = gradient_difference(model, state, x, labels, v)
-    scale = max(np.abs(a).max() for a in num.values())
-    for n in v:
-        np.testing.assert_allclose(hv[n], num[n], rtol=1e-4, atol=1e-6 * scale, err_msg=n)
+    assert_hv_matches(hv, gradient_difference(model, state, x, labels, v), rtol=1e-4)

@@ -8,6 +8,7 @@ from typing import ClassVar, Literal, Optional, Union
 import numpy as np
 from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 
+from ..backend import get_array_module
 from ..ops.conv import (conv_backward, conv_forward, conv_grad_input, conv_grad_weight,
                         cols_product)
 from ..ops.shapes import conv_out_size, same_padding
@@ -135,7 +136,6 @@ class ConvNd(ParamLayer):
 
     def _weight2d(self, w):
         if self.connections_table is not None:
-            from ..backend import get_array_module
             w = w * self.mask(w.shape[1], get_array_module(w), w.dtype)
         w = w[..., ::-1, ::-1] if (self.flip_kernel and self.nd == 2) else w
         if self.nd == 1:
@@ -168,7 +168,6 @@ class ConvNd(ParamLayer):
         if self.flip_kernel:
             gW = gW[..., ::-1, ::-1] if self.nd == 2 else gW[..., ::-1]
         if self.connections_table is not None:
-            from ..backend import get_array_module
             gW = gW * self.mask(gW.shape[1], get_array_module(gW), gW.dtype)
         grads = {"weight": gW}
         if self.bias:

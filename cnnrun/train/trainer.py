@@ -47,7 +47,7 @@ class Trainer:
         self.model = Model(cfg.model.layers, cfg.model.input_shape)
         self.state = self.model.init(seed=[t.seed, STREAM_INIT], dtype=self.dtype, xp=self.xp)
         self.flat = flatten(self.state)
-        self.trainable = [n for n in self.flat if n in self.model.trainable_names()]
+        self.trainable = self.model.trainable_in(self.flat)
         self.data = prepare(cfg.data, t.seed, self.dtype)
         self.steps_per_epoch = num_batches(len(self.data.train), t.batch_size)
         self.optimizer = build_optimizer(t.optimizer, self.trainable, t.lr_mult, self._no_decay())
