@@ -46,19 +46,22 @@ def layer_rows(layer, in_shape, rf: RF, prefix: str = "", depth: int = 0) -> lis
             children += layer_rows(child, shape, child_rf, f"{prefix}{name}.", depth + 1)
         kept = sum(r.kept_elements for r in children if r.depth == depth + 1)
     else:
-        kept = math.prod(layer.output_shape(in_shape)) + _columns(layer, in_shape)
+        kept = math.prod(layer.output_shape(in_shape)) + _kept_input(layer, in_shape)
     row = Row(prefix.rstrip("."), layer.type, depth, tuple(layer.output_shape(in_shape)),
               layer.n_params(in_shape), layer.n_trainable(in_shape), layer.macs(in_shape),
               out_rf.size, out_rf.jump, out_rf.start, layer.connections(in_shape), kept)
     return [row] + children
 
 
-def _columns(layer, in_shape) -> int:
-    """Elements of a convolution's im2col matrix per sample (kept for its weight gradient)."""
+def _kept_input(layer, in_shape) -> int:
+    """Elements per sample a convolution keeps for its weight gradient: its padded input.
+
+    The im2col columns (k² times larger) are rebuilt band by band in backward
+    (``ops.conv.Patches``); only small ones, a few MB a batch, are kept whole.
+    """
     if layer.type in ("conv2d", "conv1d"):
-        out = layer.output_shape(in_shape)
-        return math.prod(out[1:]) * (in_shape[0] // layer.groups) * math.prod(layer.kernel()) \
-            * layer.groups
+        padded = [n + a + b for n, (a, b) in zip(in_shape[1:], layer.pads())]
+        return in_shape[0] * math.prod(padded)
     return 0
 
 

@@ -101,21 +101,21 @@ class CombineMaps(ParamLayer):
         xp = get_array_module(x)
         C = x.shape[0]
         stride, pads, dilation = self._geo()
-        z, cols = conv_forward(x, p["kernel"], None, stride, pads, dilation, groups=C)
+        z, patches = conv_forward(x, p["kernel"], None, stride, pads, dilation, groups=C)
         alpha = softmax_rows(xp, p["mix"])  # (O, C)
         _, OH, OW, N = z.shape
         y = (alpha @ z.reshape(C, -1)).reshape(self.out_channels, OH, OW, N)  # (O, OH, OW, N)
         if self.bias:
             y += p["bias"][:, None, None, None]
-        return y, (z, cols, alpha, x.shape[1:3])
+        return y, (z, patches, alpha, x.shape[1:3])
 
     def backward(self, p, cache, gy, need_gx=True):
-        z, cols, alpha, in_hw = cache
+        z, patches, alpha, in_hw = cache
         C = z.shape[0]
         gy2 = gy.reshape(self.out_channels, -1)  # (O, OH·OW·N)
         gz = (alpha.T @ gy2).reshape(z.shape)
         stride, pads, dilation = self._geo()
-        gx, gk, _ = conv_backward(gz, p["kernel"], cols, in_hw, stride, pads, dilation, C,
+        gx, gk, _ = conv_backward(gz, p["kernel"], patches, in_hw, stride, pads, dilation, C,
                                   need_gx, False, need_params=self.trainable)
         if not self.trainable:
             return gx, {}

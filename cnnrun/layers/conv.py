@@ -9,8 +9,8 @@ import numpy as np
 from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from ..backend import get_array_module
-from ..ops.conv import (conv_backward, conv_forward, conv_grad_input, conv_grad_weight,
-                        cols_product)
+from ..ops.conv import (apply_weight, conv_backward, conv_forward, conv_grad_input,
+                        conv_grad_weight)
 from ..ops.shapes import conv_out_size, same_padding
 from ..registry import LAYERS
 from .base import ParamLayer, ShapeError
@@ -145,17 +145,17 @@ class ConvNd(ParamLayer):
     def forward(self, p, x, ctx):
         x4 = x if self.nd == 2 else x[:, None]  # (C, L, N) -> (C, 1, L, N)
         stride, pads, dilation = self._as2d()
-        y, cols = conv_forward(x4, self._weight2d(p["weight"]), p.get("bias"), stride, pads,
-                               dilation, self.groups)
+        y, patches = conv_forward(x4, self._weight2d(p["weight"]), p.get("bias"), stride, pads,
+                                  dilation, self.groups)
         y = y if self.nd == 2 else y[:, 0]  # (O, 1, OL, N) -> (O, OL, N)
-        return y, (cols, x4.shape[1:3])
+        return y, (patches, x4.shape[1:3])
 
     def backward(self, p, cache, gy, need_gx=True):
-        cols, in_hw = cache
+        patches, in_hw = cache
         gy4 = gy if self.nd == 2 else gy[:, None]
         stride, pads, dilation = self._as2d()
         w2 = self._weight2d(p["weight"])
-        gx, gW, gb = conv_backward(gy4, w2, cols, in_hw, stride, pads, dilation, self.groups,
+        gx, gW, gb = conv_backward(gy4, w2, patches, in_hw, stride, pads, dilation, self.groups,
                                    need_gx, self.bias, need_params=self.trainable)
         if gx is not None and self.nd == 1:
             gx = gx[:, 0]  # (C, 1, L, N) -> (C, L, N)
@@ -176,20 +176,20 @@ class ConvNd(ParamLayer):
 
     # ---- R-operator: conv is bilinear in (x, W) ----------------------------------
     def r_forward(self, p, v, rx, cache, ctx):
-        cols, _ = cache
+        patches, _ = cache
         rx4 = rx if self.nd == 2 else rx[:, None]
         stride, pads, dilation = self._as2d()
-        ry, rcols = conv_forward(rx4, self._weight2d(p["weight"]), None, stride, pads, dilation,
-                                 self.groups)  # W ⋆ R{x}
-        if "weight" in v:  # + V ⋆ x, from the columns kept by the forward pass
-            ry = ry + cols_product(self._weight2d(v["weight"]), cols, self.groups, ry.shape)
+        ry, rpatches = conv_forward(rx4, self._weight2d(p["weight"]), None, stride, pads,
+                                    dilation, self.groups)  # W ⋆ R{x}
+        if "weight" in v:  # + V ⋆ x, from the patches kept by the forward pass
+            ry = ry + apply_weight(patches, self._weight2d(v["weight"]), None, self.groups)
         if self.bias and "bias" in v:
             ry = ry + v["bias"][:, None, None, None]
-        return (ry if self.nd == 2 else ry[:, 0]), rcols
+        return (ry if self.nd == 2 else ry[:, 0]), rpatches
 
     def r_backward(self, p, v, cache, rcache, gy, rgy):
-        cols, in_hw = cache
-        rcols = rcache
+        patches, in_hw = cache
+        rpatches = rcache
         gy4, rgy4 = (gy, rgy) if self.nd == 2 else (gy[:, None], rgy[:, None])
         stride, pads, dilation = self._as2d()
         w2 = self._weight2d(p["weight"])
@@ -200,8 +200,8 @@ class ConvNd(ParamLayer):
         rgx = rgx if self.nd == 2 else rgx[:, 0]
         if not self.trainable:
             return rgx, {}
-        rgW = conv_grad_weight(rgy4, cols, w2.shape, self.groups) + \
-            conv_grad_weight(gy4, rcols, w2.shape, self.groups)
+        rgW = conv_grad_weight(rgy4, patches, w2.shape, self.groups) + \
+            conv_grad_weight(gy4, rpatches, w2.shape, self.groups)
         return rgx, self._param_grads(rgW, rgy.sum(axis=tuple(range(1, rgy.ndim))))
 
 

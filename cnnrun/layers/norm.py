@@ -49,19 +49,26 @@ class BatchNorm(ParamLayer):
         return state
 
     def forward(self, p, x, ctx):
-        axes = tuple(range(1, x.ndim))
-        col = (slice(None),) + (None,) * (x.ndim - 1)  # (C,) -> (C, 1, ..., 1)
+        C = x.shape[0]
+        x2 = x.reshape(C, -1)  # (C, everything else): statistics run along rows
+        M = x2.shape[1]
         use_batch = ctx.train or not self.track_running_stats
         if use_batch:
-            mean, var = x.mean(axis=axes), x.var(axis=axes)
+            mean = x2.sum(axis=1) / M
+            xhat = x2 - mean[:, None]
+            var = _row_dots(xhat, xhat) / M  # biased variance, from the centred values
             if ctx.train and self.track_running_stats and not ctx.freeze_stats:
-                self._update_running(p, mean, var, x.size // x.shape[0])
+                self._update_running(p, mean, var, M)
         else:
             mean, var = p["running_mean"], p["running_var"]
+            xhat = x2 - mean[:, None]
         inv_std = 1.0 / (var + x.dtype.type(self.eps)) ** 0.5
-        xhat = (x - mean[col]) * inv_std[col]
-        y = xhat * p["weight"][col] + p["bias"][col] if self.affine else xhat
-        return y, (xhat, inv_std, use_batch)
+        xhat *= inv_std[:, None]  # in place: x̂ is kept for the backward pass
+        y = xhat
+        if self.affine:
+            y = xhat * p["weight"][:, None]
+            y += p["bias"][:, None]
+        return y.reshape(x.shape), (xhat.reshape(x.shape), inv_std, use_batch)
 
     def _update_running(self, p, mean, var, count):
         m = self.momentum
@@ -73,23 +80,23 @@ class BatchNorm(ParamLayer):
 
     def backward(self, p, cache, gy, need_gx=True):
         xhat, inv_std, use_batch = cache
-        axes = tuple(range(1, gy.ndim))
-        col = (slice(None),) + (None,) * (gy.ndim - 1)
-        grads = {}
-        if self.affine and self.trainable:
-            grads = {"weight": (gy * xhat).sum(axis=axes), "bias": gy.sum(axis=axes)}
+        C = gy.shape[0]
+        g2, h2 = gy.reshape(C, -1), xhat.reshape(C, -1)  # (C, everything else)
+        M = g2.shape[1]
+        # Σ gy and Σ gy·x̂ per channel are both the parameter gradients and the two
+        # means the input gradient subtracts: one pass over the data each.
+        g_bias, g_weight = g2.sum(axis=1), _row_dots(g2, h2)
+        grads = {"weight": g_weight, "bias": g_bias} if (self.affine and self.trainable) else {}
         if not need_gx:
             return None, grads
-        gxhat = gy * p["weight"][col] if self.affine else gy
-        if not use_batch:  # fixed statistics: a per-channel affine map
-            return gxhat * inv_std[col], grads
-        # The batch statistics depend on x: subtract the mean gradient and its
-        # projection on x̂ (the standard batch-norm backward, per channel).
-        n = gy.size // gy.shape[0]
-        mean_g = gxhat.sum(axis=axes) / n
-        mean_gx = (gxhat * xhat).sum(axis=axes) / n
-        gx = (gxhat - mean_g[col] - xhat * mean_gx[col]) * inv_std[col]
-        return gx, grads
+        scale = inv_std * p["weight"] if self.affine else inv_std  # ∂y/∂x̂ · ∂x̂/∂x, per channel
+        gx = g2 * scale[:, None]
+        if use_batch:
+            # The batch statistics depend on x: subtract the mean gradient and its
+            # projection on x̂ (the standard batch-norm backward, per channel).
+            gx -= h2 * (scale * g_weight / M)[:, None]
+            gx -= (scale * g_bias / M)[:, None]
+        return gx.reshape(gy.shape), grads
 
     # ---- R-operator -------------------------------------------------------------
     # With batch statistics, x̂ = (x − μ)·s depends on the whole batch:
@@ -130,6 +137,11 @@ class BatchNorm(ParamLayer):
         inner = gxhat - m1[col] - xhat * m2[col]
         rinner = rgxhat - rm1[col] - rxhat * m2[col] - xhat * rm2[col]
         return (rs_over_s[col] * inner + rinner) * inv_std[col], rgrads
+
+
+def _row_dots(a, b):
+    """Σ_j a[i, j]·b[i, j] per row, without the temporary a product would allocate."""
+    return get_array_module(a).einsum("ij,ij->i", a, b)
 
 
 @LAYERS.register("batchnorm2d")

@@ -8,8 +8,8 @@ from typing import ClassVar, Literal, Union
 from pydantic import NonNegativeInt, PositiveInt
 
 from ..backend import get_array_module
-from ..ops.conv import conv_forward, conv_grad_input, conv_grad_weight
-from ..ops.im2col import im2col, pad_spatial
+from ..ops.conv import Patches, conv_forward, conv_grad_input, conv_grad_weight
+from ..ops.im2col import pad_spatial
 from ..ops.shapes import conv_transpose_out_size
 from ..registry import LAYERS
 from .base import Layer, ParamLayer, ShapeError, pair
@@ -95,14 +95,13 @@ class ConvTranspose2d(ParamLayer):
         x = cache
         k, s, pad, d, _ = self._geo()
         pads = tuple((pi, pi) for pi in pad)
-        gx, cols = conv_forward(gy, p["weight"], None, s, pads, d, self.groups) if need_gx \
+        gx, patches = conv_forward(gy, p["weight"], None, s, pads, d, self.groups) if need_gx \
             else (None, None)
         if not self.trainable:
             return gx, {}
-        if cols is None:
-            gpad = pad_spatial(gy, pads)
-            cols = im2col(gpad, k, x.shape[1:3], s, d)
-        grads = {"weight": conv_grad_weight(x, cols, p["weight"].shape, self.groups)}
+        if patches is None:
+            patches = Patches(pad_spatial(gy, pads), k, s, d)
+        grads = {"weight": conv_grad_weight(x, patches, p["weight"].shape, self.groups)}
         if self.bias:
             grads["bias"] = gy.sum(axis=(1, 2, 3))
         return gx, grads

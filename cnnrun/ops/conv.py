@@ -1,16 +1,31 @@
-"""Grouped 2-D convolution (cross-correlation) as im2col + one matrix product.
+"""Grouped 2-D convolution (cross-correlation) as im2col + matrix products, in bands.
 
 Shapes (engine layout, batch last):
   x (C, H, W, N), weight (O, C/G, KH, KW) as in PyTorch, y (O, OH, OW, N).
-The three functions are the forward and the two halves of its adjoint; the
-transposed convolution is built from the same three with roles swapped.
-With G = 1 the products are plain 2-D GEMMs; with G > 1 one batched matmul.
+
+The column matrix of a large input (ResNet's first stage: 9× the activation,
+75 MB at batch 128) is never built whole. ``Patches`` holds the padded input
+and builds the columns one band of output rows at a time, about a megabyte,
+so each band is copied and multiplied while it is still in cache; the bands
+run on all cores (``parallel.map_bands``). The backward pass rebuilds them the
+same way rather than keeping them, which is also what keeps training memory
+near the activations' own size. Small inputs keep their columns whole.
+
+The input gradient of a stride-1 convolution is itself a convolution (of the
+padded output gradient with the flipped, transposed kernel), so it runs
+through the same banded forward; other strides use col2im band by band.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import get_array_module
-from .im2col import col2im, crop_spatial, im2col, pad_spatial
+from .im2col import crop_spatial, im2col, pad_spatial, tap_slices
+from .parallel import map_bands
+
+WHOLE_BYTES = 8 << 20  # columns up to this size are built once and kept (LeNet at batch 64)
+BAND_BYTES = 1 << 20   # otherwise, one band of columns is about this size
 
 
 def _out_hw(padded_hw, kernel, stride, dilation):
@@ -18,73 +33,142 @@ def _out_hw(padded_hw, kernel, stride, dilation):
                  for n, k, s, d in zip(padded_hw, kernel, stride, dilation))
 
 
+class Patches:
+    """The im2col matrix (C, KH, KW, OH, OW, N) of a padded input, whole or by bands of rows."""
+
+    def __init__(self, xpad, kernel, stride, dilation):
+        self.xp = get_array_module(xpad)
+        self.xpad, self.kernel, self.stride, self.dilation = xpad, kernel, stride, dilation
+        C, _, _, N = xpad.shape
+        self.out_hw = OH, OW = _out_hw(xpad.shape[1:3], kernel, stride, dilation)
+        self.K = C * kernel[0] * kernel[1]
+        row_bytes = self.K * OW * N * xpad.dtype.itemsize
+        whole = self.xp is not np or row_bytes * OH <= WHOLE_BYTES
+        R = OH if whole else max(1, min(OH, BAND_BYTES // row_bytes))
+        self.rows = R
+        self.bands = [(r, min(R, OH - r)) for r in range(0, OH, R)]
+        self.cols = im2col(xpad, kernel, self.out_hw, stride, dilation) if whole else None
+
+    def buffers(self, k):
+        """k flat scratch buffers, each large enough for the columns of one band."""
+        if self.cols is not None:
+            return [None] * k
+        size = self.K * self.rows * self.out_hw[1] * self.xpad.shape[3]
+        return [self.xp.empty(size, dtype=self.xpad.dtype) for _ in range(k)]
+
+    def band(self, r0, R, buf):
+        """Columns of output rows r0 … r0+R−1 as a (K, R·OW·N) matrix."""
+        if self.cols is not None:
+            return self.cols.reshape(self.K, -1)  # one band: (C·KH·KW, OH·OW·N)
+        (sh, _), (dh, _) = self.stride, self.dilation
+        C, _, _, N = self.xpad.shape
+        OW = self.out_hw[1]
+        sub = self.xpad[:, r0 * sh:r0 * sh + (R - 1) * sh + dh * (self.kernel[0] - 1) + 1]
+        out = buf[:self.K * R * OW * N].reshape(C, *self.kernel, R, OW, N)  # contiguous prefix
+        im2col(sub, self.kernel, (R, OW), self.stride, self.dilation, out=out)
+        return out.reshape(self.K, -1)  # (C·KH·KW, R·OW·N), a view
+
+    def map(self, work):
+        """work(cols, r0, R) over every band, on all cores; the list of per-worker results."""
+        def run(bands, buf):
+            return [work(self.band(r0, R, buf), r0, R) for r0, R in bands]
+        return map_bands(run, self.bands, self.buffers, self.xp)
+
+
+def _grouped(a, G):
+    """(G·m, …) matrix → (G, m, …) for a batched product; unchanged view when G = 1."""
+    return a if G == 1 else a.reshape(G, a.shape[0] // G, *a.shape[1:])
+
+
+def apply_weight(patches, weight, bias, groups=1):
+    """y = W ⋆ x (+ b) from the patches of x: (O, OH, OW, N)."""
+    xp = patches.xp
+    O = weight.shape[0]
+    OH, OW = patches.out_hw
+    N = patches.xpad.shape[3]
+    y = xp.empty((O, OH, OW, N), dtype=patches.xpad.dtype)
+    W2 = _grouped(weight.reshape(O, -1), groups)  # (G, O/G, K/G)
+
+    def work(cols, r0, R):
+        out = y[:, r0:r0 + R].reshape(O, R * OW * N)  # a view: rows are contiguous per map
+        xp.matmul(W2, _grouped(cols, groups), out=_grouped(out, groups))
+        if bias is not None:
+            out += bias[:, None]
+    patches.map(work)
+    return y
+
+
 def conv_forward(x, weight, bias, stride, pads, dilation, groups=1):
-    """y = W ⋆ x + b. Returns y and the column matrix kept for backward."""
-    xp = get_array_module(x)
-    N = x.shape[3]
+    """y = W ⋆ x + b. Returns y and the Patches of x, kept for the backward pass."""
+    patches = Patches(pad_spatial(x, pads), weight.shape[2:], stride, dilation)
+    return apply_weight(patches, weight, bias, groups), patches
+
+
+def conv_grad_weight(gy, patches, weight_shape, groups=1):
+    """∂E/∂W = Σ_bands gy · colsᵀ per group, shaped like the weight (O, C/G, KH, KW)."""
+    xp = patches.xp
+    O = weight_shape[0]
+
+    def work(cols, r0, R):
+        g = gy[:, r0:r0 + R].reshape(O, -1)  # (O, R·OW·N)
+        return xp.matmul(_grouped(g, groups), _grouped(cols, groups).swapaxes(-1, -2))
+    parts = [p for share in patches.map(work) for p in share]
+    return sum(parts[1:], parts[0]).reshape(weight_shape)
+
+
+def transposed_kernel(weight, groups):
+    """The kernel of the adjoint: flipped 180° and with in/out maps swapped per group."""
     O, Cg, KH, KW = weight.shape
-    G, K = groups, Cg * KH * KW
-    xpad = pad_spatial(x, pads)
-    OH, OW = _out_hw(xpad.shape[1:3], (KH, KW), stride, dilation)
-    cols = im2col(xpad, (KH, KW), (OH, OW), stride, dilation)  # (C, KH, KW, OH, OW, N)
-    L = OH * OW * N
-    if G == 1:
-        y = xp.matmul(weight.reshape(O, K), cols.reshape(K, L))  # (O, L)
-    else:
-        y = xp.matmul(weight.reshape(G, O // G, K), cols.reshape(G, K, L))  # (G, O/G, L)
-    y = y.reshape(O, OH, OW, N)
-    if bias is not None:
-        y += bias[:, None, None, None]
-    return y, cols
-
-
-def cols_product(weight, cols, groups, out_shape):
-    """W · cols for columns already built: (O, OH, OW, N) without a new im2col."""
-    xp = get_array_module(cols)
-    O, Cg, KH, KW = weight.shape
-    K, L = Cg * KH * KW, cols.size // (cols.shape[0] * KH * KW)
-    if groups == 1:
-        y = xp.matmul(weight.reshape(O, K), cols.reshape(K, L))  # (O, L)
-    else:
-        y = xp.matmul(weight.reshape(groups, O // groups, K), cols.reshape(groups, K, L))
-    return y.reshape(out_shape)
-
-
-def conv_grad_weight(gy, cols, weight_shape, groups=1):
-    """∂E/∂W = gy · colsᵀ per group, shaped like the weight (O, C/G, KH, KW)."""
-    xp = get_array_module(gy)
-    O, Cg, KH, KW = weight_shape
-    G, K = groups, Cg * KH * KW
-    L = gy.size // O
-    if G == 1:
-        gW = xp.matmul(gy.reshape(O, L), cols.reshape(K, L).T)  # (O, K)
-    else:
-        gW = xp.matmul(gy.reshape(G, O // G, L),
-                       cols.reshape(G, K, L).transpose(0, 2, 1))  # (G, O/G, K)
-    return gW.reshape(weight_shape)
+    w = weight.reshape(groups, O // groups, Cg, KH, KW)[..., ::-1, ::-1]
+    return w.transpose(0, 2, 1, 3, 4).reshape(groups * Cg, O // groups, KH, KW)
 
 
 def conv_grad_input(gy, weight, in_hw, stride, pads, dilation, groups=1):
-    """∂E/∂x = col2im(Wᵀ · gy), cropped to the unpadded input (C, H, W, N)."""
+    """∂E/∂x, the adjoint of conv_forward in x: (C, H, W, N)."""
+    KH, KW = weight.shape[2:]
+    full = [(d * (k - 1) - a, d * (k - 1) - b)
+            for k, d, (a, b) in zip((KH, KW), dilation, pads)]
+    out_hw = gy.shape[1:3]
+    if stride == (1, 1) and min(min(f) for f in full) >= 0 and \
+            in_hw[0] * in_hw[1] <= 1.25 * out_hw[0] * out_hw[1]:
+        # stride 1 and about as many inputs as outputs ('same' padding): a convolution
+        # of the padded gradient with the transposed kernel, at the forward's cost.
+        # (A 'valid' 5×5 on 14×14 would multiply twice as many zeros as it saves.)
+        y, _ = conv_forward(gy, transposed_kernel(weight, groups), None, (1, 1), full,
+                            dilation, groups)
+        return y
+    return _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups)
+
+
+def _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups):
+    """col2im(Wᵀ · gy), band by band so the gradient columns stay small."""
     xp = get_array_module(gy)
     O, OH, OW, N = gy.shape
     _, Cg, KH, KW = weight.shape
-    G, K, L = groups, Cg * KH * KW, OH * OW * N
-    if G == 1:
-        gcols = xp.matmul(weight.reshape(O, K).T, gy.reshape(O, L))  # (K, L)
-    else:
-        gcols = xp.matmul(weight.reshape(G, O // G, K).transpose(0, 2, 1),
-                          gy.reshape(G, O // G, L))  # (G, K, L)
-    gcols = gcols.reshape(Cg * G, KH, KW, OH, OW, N)
+    C = Cg * groups
     (pt, pb), (pl, pr) = pads
-    padded_hw = (in_hw[0] + pt + pb, in_hw[1] + pl + pr)
-    return crop_spatial(col2im(gcols, padded_hw, stride, dilation), pads)
+    img = xp.zeros((C, in_hw[0] + pt + pb, in_hw[1] + pl + pr, N), dtype=gy.dtype)
+    WT = _grouped(weight.reshape(O, -1), groups).swapaxes(-1, -2)  # (G, K/G, O/G)
+    row_bytes = C * KH * KW * OW * N * gy.dtype.itemsize
+    whole = xp is not np or row_bytes * OH <= WHOLE_BYTES
+    R = OH if whole else max(1, min(OH, BAND_BYTES // row_bytes))
+    (sh, sw), (dh, dw) = stride, dilation
+    for r0 in range(0, OH, R):
+        r = min(R, OH - r0)
+        g = _grouped(gy[:, r0:r0 + r].reshape(O, -1), groups)  # (G, O/G, r·OW·N)
+        gcols = xp.matmul(WT, g).reshape(C, KH, KW, r, OW, N)
+        for i in range(KH):
+            for j in range(KW):
+                si, sj = tap_slices(i, j, (r, OW), stride, dilation)
+                si = slice(si.start + r0 * sh, si.stop + r0 * sh, sh)
+                img[:, si, sj, :] += gcols[:, i, j]
+    return crop_spatial(img, pads)
 
 
-def conv_backward(gy, weight, cols, in_hw, stride, pads, dilation, groups, need_gx, has_bias,
+def conv_backward(gy, weight, patches, in_hw, stride, pads, dilation, groups, need_gx, has_bias,
                   need_params=True):
     """The three gradients of conv_forward: (gx or None, gW or None, gb or None)."""
-    gW = conv_grad_weight(gy, cols, weight.shape, groups) if need_params else None
+    gW = conv_grad_weight(gy, patches, weight.shape, groups) if need_params else None
     gb = gy.sum(axis=(1, 2, 3)) if (need_params and has_bias) else None
     gx = conv_grad_input(gy, weight, in_hw, stride, pads, dilation, groups) if need_gx else None
     return gx, gW, gb
