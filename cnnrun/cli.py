@@ -100,29 +100,49 @@ def _resume_path(resume: str | None, name: str) -> Path | None:
 
 
 @app.command("eval")
-def evaluate_cmd(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoint"),
+def evaluate_cmd(checkpoints: List[Path] = typer.Argument(
+                     ..., help="one .safetensors checkpoint, or several: an ensemble"),
                  data: Optional[Path] = typer.Option(None, "--data", help="dataset directory"),
                  split: str = typer.Option("test", "--split", help="test or train"),
+                 crops: int = typer.Option(1, "--crops", help="1, or 10: average the four "
+                                                               "corners, centre and mirrors"),
+                 crop_pad: Optional[int] = typer.Option(
+                     None, "--crop-pad", min=0, help="pad images by this much before ten-crop "
+                                                     "(default: the training random-crop padding)"),
                  as_json: bool = typer.Option(False, "--json", help="print JSON")):
-    """Loss, top-1/top-5, per-class accuracy and the confusion matrix of a checkpoint."""
+    """Loss, top-1/top-5, per-class accuracy and the confusion matrix of a checkpoint
+    (several checkpoints: their averaged probabilities, an ensemble)."""
     def body():
         from .data import prepare
         from .errors import UserError
-        from .evaluate import evaluate
+        from .evaluate import averaged_logits, metrics
         from .inference import load_trained
         if split not in ("test", "train"):
             raise UserError(f"--split {split}: expected 'test' or 'train'.")
-        tr = load_trained(checkpoint)
-        dcfg = tr.cfg.data.model_copy(update={"root": str(data)}) if data else tr.cfg.data
-        bundle = prepare(dcfg, tr.cfg.train.seed, tr.cfg.train.dtype, stats=tr.stats,
+        if crops not in (1, 10):
+            raise UserError(f"--crops {crops}: expected 1 or 10.")
+        members = [load_trained(c) for c in checkpoints]
+        first = members[0]
+        for c, m in zip(checkpoints[1:], members[1:]):
+            if m.model.input_shape != first.model.input_shape or m.classes != first.classes:
+                raise UserError(f"{c}: its input shape or classes differ from "
+                                f"{checkpoints[0]}'s, so the two cannot be averaged.")
+        dcfg = first.cfg.data.model_copy(update={"root": str(data)}) if data else first.cfg.data
+        bundle = prepare(dcfg, first.cfg.train.seed, first.cfg.train.dtype, stats=first.stats,
                          splits=(split,))
         part = bundle.test if split == "test" else bundle.train
-        m = evaluate(tr.model, tr.state, part, tr.cfg.train.loss)
+        pad = dcfg.augment.random_crop_padding if crop_pad is None else crop_pad
+        logits = averaged_logits(members, part.x, crops, pad if crops == 10 else 0, bundle.fill)
+        m = metrics(logits, part.y, first.cfg.train.loss, part.classes)
+        m.update(checkpoints=[str(c) for c in checkpoints], crops=crops)
         if as_json:
             typer.echo(json.dumps(m))
         else:
             from .render import eval_tables
-            eval_tables(m, _console(), f"{checkpoint} on the {split} split")
+            what = str(checkpoints[0]) if len(members) == 1 else \
+                f"an ensemble of {len(members)} checkpoints"
+            eval_tables(m, _console(), f"{what}{' (ten crops)' if crops == 10 else ''} on the "
+                                       f"{split} split")
     run_guarded(body)
 
 
@@ -163,16 +183,25 @@ def validate(config: Path = typer.Argument(..., help="YAML config file"),
 def predict(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoint"),
             images: List[Path] = typer.Argument(..., help="PNG or JPEG files"),
             top_k: int = typer.Option(3, "--top-k", min=1),
+            explain: bool = typer.Option(False, "--explain",
+                                         help="also draw each layer's feature maps (PNGs)"),
+            out: Path = typer.Option(Path("explain"), "-o", "--out",
+                                     help="where --explain writes its pictures"),
             as_json: bool = typer.Option(False, "--json")):
     """Classify image files with a trained model."""
     def body():
-        from .predict import predict_files
+        from .predict import explain_files, predict_files
         results = predict_files(checkpoint, images, top_k)
+        if explain:
+            for r, pictures in zip(results, explain_files(checkpoint, images, out)):
+                r["feature_maps"] = [str(p) for p in pictures]
         if as_json:
             typer.echo(json.dumps(results))
         else:
             from .render import predictions_table
             predictions_table(results, _console())
+            if explain:
+                typer.echo(f"feature maps written under {out}/")
     run_guarded(body)
 
 
@@ -296,6 +325,8 @@ def layers(as_json: bool = typer.Option(False, "--json")):
             layers_table(rows, _console())
     run_guarded(body)
 
+
+from . import commands  # noqa: E402,F401 - registers export, schema, runs, plot, embed, …
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

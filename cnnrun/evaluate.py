@@ -41,3 +41,43 @@ def evaluate(model, state, data, loss_fn, batch_size: int = 500, xp=np) -> dict:
 
 
 __all__ = ["evaluate", "metrics", "predict_logits", "get_array_module"]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def averaged_logits(members, x: np.ndarray, crops: int = 1, crop_pad: int = 0, fill=None,
+                    batch_size: int = 500) -> np.ndarray:
+    """Outputs (N, K) averaged over several trained models and/or ten crops.
+
+    With a cross-entropy loss the average is taken over probabilities (Krizhevsky
+    et al. 2012), and its log is returned, so metrics() sees a proper distribution;
+    otherwise (squared error) the raw outputs are averaged."""
+    from .analysis import ten_crops
+    if crops == 10:
+        if crop_pad:
+            pad = ((0, 0), (0, 0), (crop_pad, crop_pad), (crop_pad, crop_pad))
+            x = np.pad(x, pad) if fill is None else _pad_fill(x, crop_pad, fill)
+        views = ten_crops(x, members[0].model.input_shape[1:])
+    else:
+        views = x[None]
+    probs = members[0].cfg.train.loss.type == "cross_entropy"
+    total = None
+    for m in members:
+        for v in views:
+            out = predict_logits(m.model, m.state, np.ascontiguousarray(v), batch_size)
+            out = _softmax(out.astype(np.float64)) if probs else out.astype(np.float64)
+            total = out if total is None else total + out
+    mean = total / (len(members) * len(views))
+    return np.log(np.maximum(mean, 1e-300)) if probs else mean
+
+
+def _pad_fill(x, p, fill):
+    """Pad H and W by p with each channel's background value (what a 0 pixel became)."""
+    N, C, H, W = x.shape
+    out = np.empty((N, C, H + 2 * p, W + 2 * p), dtype=x.dtype)
+    out[...] = np.asarray(fill, dtype=x.dtype).reshape(1, -1, 1, 1)
+    out[:, :, p:p + H, p:p + W] = x
+    return out

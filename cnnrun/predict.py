@@ -13,12 +13,12 @@ from .evaluate import predict_logits
 from .inference import load_trained
 
 
-def predict_files(checkpoint, paths, top_k: int = 3) -> list[dict]:
+def load_inputs(tr, paths) -> np.ndarray:
+    """Image files → the network's preprocessed input (N, C, H, W)."""
     try:
         from PIL import Image
     except ImportError as e:
         raise UserError("predict needs Pillow: pip install 'cnnrun[images]'.") from e
-    tr = load_trained(checkpoint)
     C, H, W = tr.cfg.model.input_shape
     pre = tr.cfg.data.preprocess
     raw = []
@@ -30,7 +30,12 @@ def predict_files(checkpoint, paths, top_k: int = 3) -> list[dict]:
     x = np.concatenate([_fit(transforms.preprocess(im[None], pre, tr.stats,
                                                    np.dtype(tr.cfg.train.dtype)), (H, W))
                         for im in raw])
-    logits = predict_logits(tr.model, tr.state, x)
+    return x
+
+
+def predict_files(checkpoint, paths, top_k: int = 3) -> list[dict]:
+    tr = load_trained(checkpoint)
+    logits = predict_logits(tr.model, tr.state, load_inputs(tr, paths))
     z = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     out = []
@@ -43,3 +48,26 @@ def predict_files(checkpoint, paths, top_k: int = 3) -> list[dict]:
 
 def _fit(x, hw):
     return x if x.shape[2:] == hw else transforms.resize(x, hw)
+
+
+def explain_files(checkpoint, paths, out_dir) -> list[list[Path]]:
+    """Per image, a PNG of every top-level layer's feature maps (the layers with maps)."""
+    from . import plots
+    from .analysis import forward_to, chain_to
+    from .layout import to_engine, to_external
+    tr = load_trained(checkpoint)
+    x = load_inputs(tr, paths)
+    children = tr.model.root.child_inputs(tr.model.input_shape)
+    steps = chain_to(tr.model, children[-1][0])  # every top-level layer, in order
+    written = []
+    for path, xi in zip(map(Path, paths), x):
+        h, pictures = to_engine(xi[None]), []
+        for i, step in enumerate(steps):
+            h, _ = forward_to([step], tr.state, h)
+            if h.ndim == 4:  # (C, H, W, 1): maps worth drawing
+                name = step.name
+                pictures.append(plots.feature_maps(
+                    to_external(h)[0], Path(out_dir) / f"{path.stem}-{i:02d}-{name}.png",
+                    f"{path.name}: {name} ({step.layer.type}), {h.shape[0]} maps"))
+        written.append(pictures)
+    return written

@@ -152,3 +152,30 @@ def bench_tables(r: dict, console: Console) -> None:
                                 f"images/s, {r['infer_gflops']:.1f} GFLOP/s")
     totals.add_row("peak resident memory", f"{r['peak_rss_mb']:.0f} MiB")
     console.print(totals)
+
+
+def runs_table(rows: list[dict], console: Console, root) -> None:
+    if not rows:
+        console.print(f"no runs under {root} (train one with 'cnnrun train CONFIG')")
+        return
+    table = Table(title=f"runs under {root}")
+    for col in ("name", "date", "epochs", "best", "checkpoint"):
+        table.add_column(col, justify="right" if col in ("epochs", "best") else "left",
+                         no_wrap=col != "checkpoint", overflow="fold")
+    for r in rows:
+        best = "—" if r["best"] is None else f"{r['best']:.2%}"
+        if r["best"] is not None and r["best_metric"] != "val_accuracy":
+            best += " (test)"  # no validation split: the test score, for information only
+        table.add_row(r["name"], r["date"], str(r["epochs"]), best, r["checkpoint"] or "—")
+    console.print(table)
+
+
+def neighbours_table(rows: list[dict], console: Console, layer: str) -> None:
+    table = Table(title=f"nearest training images in the space of {layer}")
+    table.add_column("query", justify="right")
+    table.add_column("label")
+    table.add_column("neighbours: label (distance)")
+    for r in rows:
+        near = ", ".join(f"{n['label']} ({n['distance']:.2f})" for n in r["nearest"])
+        table.add_row(str(r["query"]), r["label"], near)
+    console.print(table)

@@ -53,6 +53,9 @@ class ReLU(Elementwise):
     type: Literal["relu"] = "relu"
     examples: ClassVar = ANY_SHAPE
 
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op("Relu", x)
+
     def f(self, xp, x):
         return xp.maximum(x, 0)
 
@@ -70,6 +73,9 @@ class LeakyReLU(Elementwise):
     type: Literal["leaky_relu"] = "leaky_relu"
     negative_slope: float = 0.01
     examples: ClassVar = (({"negative_slope": 0.2}, (3, 4, 5)), ({}, (6,)))
+
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op("LeakyRelu", x, alpha=self.negative_slope)
 
     def f(self, xp, x):
         return xp.where(x > 0, x, x * self.negative_slope)
@@ -92,6 +98,10 @@ class Sigmoid(Elementwise):
     slope: PositiveFloat = 1.0
     examples: ClassVar = (({"slope": 2.5}, (3, 4, 5)), ({}, (6,)))
 
+    def to_onnx(self, g, x, p, in_shape):
+        z = x if self.slope == 1.0 else g.op("Mul", x, g.const(self.slope, "slope"))
+        return g.op("Sigmoid", z)
+
     def f(self, xp, x):
         return 0.5 * (1 + xp.tanh(x * (0.5 * self.slope)))
 
@@ -108,6 +118,9 @@ class Tanh(Elementwise):
 
     type: Literal["tanh"] = "tanh"
     examples: ClassVar = ANY_SHAPE
+
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op("Tanh", x)
 
     def f(self, xp, x):
         return xp.tanh(x)
@@ -128,6 +141,10 @@ class ScaledTanh(Elementwise):
     amplitude: float = 1.7159
     slope: float = 2.0 / 3.0
     examples: ClassVar = (({}, (3, 4, 5)), ({"amplitude": 2.0, "slope": 0.5}, (6,)))
+
+    def to_onnx(self, g, x, p, in_shape):
+        t = g.op("Tanh", g.op("Mul", x, g.const(self.slope, "slope")))
+        return g.op("Mul", t, g.const(self.amplitude, "amplitude"))
 
     def f(self, xp, x):
         return self.amplitude * xp.tanh(x * self.slope)
@@ -151,6 +168,9 @@ class Softmax(Layer):
 
     type: Literal["softmax"] = "softmax"
     examples: ClassVar = (({}, (5,)), ({}, (4, 3, 2)))
+
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op("Softmax", x, axis=1)  # the channel axis, batch first
 
     def forward(self, p, x, ctx):
         xp = get_array_module(x)

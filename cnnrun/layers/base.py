@@ -137,6 +137,11 @@ class Layer(BaseModel):
     def forward(self, p: dict, x, ctx: Context):
         raise NotImplementedError
 
+    def to_onnx(self, g, x: str, p: dict, in_shape: Shape) -> str:
+        """Emit this layer's inference form into an ``export.graph.Graph``: nodes reading
+        tensor ``x`` (NCHW, batch first); returns the output tensor's name."""
+        raise g.unsupported(self)
+
     def backward(self, p: dict, cache, gy, need_gx: bool = True):
         raise NotImplementedError
 

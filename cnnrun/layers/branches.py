@@ -105,6 +105,13 @@ class Residual(Container):
         return body + ([rf] if self.shortcut else []) + \
             ([self._sum_rf(rf, in_shape)] if self.after else [])
 
+    def to_onnx(self, g, x, p, in_shape):
+        inputs = self.child_inputs(in_shape)
+        body = g.chain(inputs[:len(self.body)], x, p, in_shape)
+        short = self._shortcut.to_onnx(g, x, p.get(self.shortcut_name, {}), in_shape)
+        out_shape = self.output_shape(in_shape)
+        return self._after.to_onnx(g, g.op("Add", body, short), p.get("after", {}), out_shape)
+
     def forward(self, p, x, ctx):
         yb, cb = sequence_forward(named(self.body), p, x, ctx)
         ys, cs = self._shortcut.forward(p.get(self.shortcut_name, {}), x, ctx)
@@ -206,6 +213,10 @@ class Concat(Container):
     def child_rf_inputs(self, rf, in_shape):
         return [rf] * len(self._branches)
 
+    def to_onnx(self, g, x, p, in_shape):
+        outs = [c.to_onnx(g, x, p.get(n, {}), in_shape) for n, c in self._branches]
+        return g.op("Concat", *outs, axis=1)
+
     def forward(self, p, x, ctx):
         xp = get_array_module(x)
         outs, caches = zip(*(c.forward(p.get(n, {}), x, ctx) for n, c in self._branches))
@@ -280,6 +291,9 @@ class Dense(Container):
     @memo_by_shape
     def child_rf_inputs(self, rf, in_shape):
         return fold_rf(self.child_inputs(in_shape), rf)
+
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op("Concat", x, g.chain(self.child_inputs(in_shape), x, p, in_shape), axis=1)
 
     def forward(self, p, x, ctx):
         xp = get_array_module(x)

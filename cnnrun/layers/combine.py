@@ -97,6 +97,15 @@ class CombineMaps(ParamLayer):
         C = in_shape[0]
         return math.prod(out[1:]) * C * (self.kernel_size ** 2 + self.out_channels)
 
+    def to_onnx(self, g, x, p, in_shape):
+        C, K, pad = in_shape[0], self.kernel_size, self.padding
+        z = g.op("Conv", x, g.const(p["kernel"], "kernel"), group=C, kernel_shape=[K, K],
+                 pads=[pad] * 4)  # each map filtered on its own
+        alpha = softmax_rows(np, np.asarray(p["mix"], dtype=np.float64))  # (O, C), fixed now
+        mix = [z, g.const(alpha[:, :, None, None], "mix")] + \
+            ([g.const(p["bias"], "bias")] if self.bias else [])
+        return g.op("Conv", *mix, kernel_shape=[1, 1])  # y_o = Σ_c α_oc z_c + b_o
+
     def forward(self, p, x, ctx):
         xp = get_array_module(x)
         C = x.shape[0]

@@ -200,6 +200,9 @@ class Sequential(Container):
     def child_rf_inputs(self, rf, in_shape):
         return fold_rf(self.child_inputs(in_shape), rf)
 
+    def to_onnx(self, g, x, p, in_shape):
+        return g.chain(self.child_inputs(in_shape), x, p, in_shape)
+
     def forward(self, p, x, ctx):
         return sequence_forward(self.children(), p, x, ctx)
 

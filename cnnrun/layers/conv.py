@@ -142,6 +142,15 @@ class ConvNd(ParamLayer):
             w = (w[..., ::-1] if self.flip_kernel else w)[:, :, None, :]  # (O, C/G, 1, K)
         return w
 
+    def to_onnx(self, g, x, p, in_shape):
+        w = self._weight2d(p["weight"])  # the effective kernel: table mask and flip applied
+        w = w if self.nd == 2 else w[:, :, 0, :]  # (O, C/G, 1, K) -> (O, C/G, K)
+        pads = self.pads()
+        inputs = [x, g.const(w, "weight")] + ([g.const(p["bias"], "bias")] if self.bias else [])
+        return g.op("Conv", *inputs, kernel_shape=list(self.kernel()), strides=list(self.strides()),
+                    dilations=list(self.dilations()), group=self.groups,
+                    pads=[a for a, _ in pads] + [b for _, b in pads])
+
     def forward(self, p, x, ctx):
         x4 = x if self.nd == 2 else x[:, None]  # (C, L, N) -> (C, 1, L, N)
         stride, pads, dilation = self._as2d()

@@ -42,6 +42,11 @@ class Linear(ParamLayer):
     def macs(self, in_shape):
         return self.out_features * in_shape[0]
 
+    def to_onnx(self, g, x, p, in_shape):
+        inputs = [x, g.const(p["weight"], "weight")] + \
+            ([g.const(p["bias"], "bias")] if self.bias else [])
+        return g.op("Gemm", *inputs, transB=1)  # x Wᵀ + b on (N, features)
+
     def forward(self, p, x, ctx):
         y = p["weight"] @ x  # (O, F) @ (F, N) -> (O, N)
         if self.bias:
@@ -89,6 +94,9 @@ class Flatten(Layer):
     def output_shape(self, in_shape):
         return (math.prod(in_shape),)
 
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op("Flatten", x, axis=1)
+
     def forward(self, p, x, ctx):
         return x.reshape(-1, x.shape[-1]), x.shape  # (C, H, W, N) -> (C·H·W, N)
 
@@ -104,6 +112,9 @@ class Dropout(Layer):
     type: Literal["dropout"] = "dropout"
     p: float = Field(0.5, ge=0.0, lt=1.0)
     examples: ClassVar = (({"p": 0.3}, (3, 4, 4)), ({"p": 0.5}, (7,)))
+
+    def to_onnx(self, g, x, p, in_shape):
+        return x  # the identity in evaluation
 
     def forward(self, p, x, ctx):
         if not ctx.train or self.p == 0.0:

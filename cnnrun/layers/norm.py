@@ -48,6 +48,17 @@ class BatchNorm(ParamLayer):
             state["running_var"] = np.ones(in_shape[0])
         return state
 
+    def to_onnx(self, g, x, p, in_shape):
+        if not self.track_running_stats:
+            raise g.unsupported(self, "without running statistics it normalises by the batch "
+                                      "even in evaluation")
+        C = in_shape[0]
+        scale = p["weight"] if self.affine else np.ones(C)
+        shift = p["bias"] if self.affine else np.zeros(C)
+        return g.op("BatchNormalization", x, g.const(scale, "scale"), g.const(shift, "shift"),
+                    g.const(p["running_mean"], "mean"), g.const(p["running_var"], "var"),
+                    epsilon=self.eps)
+
     def forward(self, p, x, ctx):
         C = x.shape[0]
         x2 = x.reshape(C, -1)  # (C, everything else): statistics run along rows
@@ -189,6 +200,16 @@ class LocalResponseNorm(Layer):
     ranks: ClassVar = (2, 3)
     examples: ClassVar = (({"size": 3, "alpha": 0.1}, (5, 3, 3)),
                           ({"size": 4, "alpha": 0.5, "beta": 0.6, "k": 2.0}, (6, 4)))
+
+    def to_onnx(self, g, x, p, in_shape):
+        if self.size % 2 == 0:
+            raise g.unsupported(self, f"an even size ({self.size}) centres the window one "
+                                      f"channel differently in ONNX's LRN")
+        flat = len(in_shape) == 2  # ONNX's LRN wants (N, C, H, W): lend (C, L) an axis
+        if flat:
+            x = g.op("Unsqueeze", x, g.const([3], "axes", np.int64))
+        y = g.op("LRN", x, size=self.size, alpha=self.alpha, beta=self.beta, bias=self.k)
+        return g.op("Squeeze", y, g.const([3], "axes", np.int64)) if flat else y
 
     def forward(self, p, x, ctx):
         n = self.size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Optional, Union
 
+import numpy as np
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from ..backend import get_array_module
@@ -63,6 +64,12 @@ class Pool2d(Layer):
         k, s, d = self.geometry()
         return rf.window(k, s, pair(self.padding), d, grid=self.output_shape(in_shape)[1:])
 
+    def _onnx_window(self, in_shape, pads=None):
+        """Kernel, stride and explicit (ceil-mode overhang included) pads as ONNX attributes."""
+        k, s, d = self.geometry()
+        (pt, pb), (pl, pr) = pads or self.pads(in_shape[1:])
+        return {"kernel_shape": list(k), "strides": list(s), "pads": [pt, pl, pb, pr]}
+
     def _padded(self, x, value=0.0):
         pads = self.pads(x.shape[1:3])
         return pad_spatial(x, pads, value), pads
@@ -84,6 +91,10 @@ class MaxPool2d(Pool2d):
         ({"kernel_size": 3, "stride": 2, "ceil_mode": True}, (1, 8, 8)),
         ({"kernel_size": [2, 3], "stride": 1, "dilation": [2, 1]}, (2, 6, 7)),
     )
+
+    def to_onnx(self, g, x, p, in_shape):
+        _, _, d = self.geometry()
+        return g.op("MaxPool", x, dilations=list(d), **self._onnx_window(in_shape))
 
     def forward(self, p, x, ctx):
         xpad, pads = self._padded(x, -float("inf"))
@@ -135,6 +146,16 @@ class AvgPool2d(Pool2d):
         div = ops.window_counts(valid, padded, offset, k, self.out_hw((H, W)), s, xp, x.dtype)
         return div[None, :, :, None]  # (1, OH, OW, 1) broadcasts over C and N
 
+    def to_onnx(self, g, x, p, in_shape):
+        (pt, pb), (pl, pr) = pads = self.pads(in_shape[1:])
+        if not self.count_include_pad:  # divide by the input cells only
+            return g.op("AveragePool", x, count_include_pad=0, **self._onnx_window(in_shape))
+        # the declared zeros count, the ceil-mode overhang does not: pad explicitly first
+        ph, pw = pair(self.padding)
+        x = g.op("Pad", x, g.const([0, 0, ph, pw, 0, 0, ph, pw], "pads", np.int64))
+        rest = ((pt - ph, pb - ph), (pl - pw, pr - pw))
+        return g.op("AveragePool", x, count_include_pad=0, **self._onnx_window(in_shape, rest))
+
     def forward(self, p, x, ctx):
         xpad, pads = self._padded(x)
         k, s, _ = self.geometry()
@@ -168,6 +189,15 @@ class LPPool2d(Pool2d):
 
     def _scale(self):
         return math.prod(self.geometry()[0]) if self.norm == "mean" else 1
+
+    def to_onnx(self, g, x, p, in_shape):
+        # (Σ x^p / scale)^(1/p) = (mean x^p · K/scale)^(1/p): any real p, unlike ONNX's LpPool
+        K = math.prod(self.geometry()[0])
+        powered = g.op("Pow", x, g.const(self.norm_type, "p"))
+        mean = g.op("AveragePool", powered, count_include_pad=1, **self._onnx_window(in_shape))
+        if K != self._scale():
+            mean = g.op("Mul", mean, g.const(K / self._scale(), "cells"))
+        return g.op("Pow", mean, g.const(1.0 / self.norm_type, "inv_p"))
 
     def forward(self, p, x, ctx):
         k, s, _ = self.geometry()
@@ -204,6 +234,9 @@ class GlobalAvgPool(Layer):
 
     def receptive_field(self, rf, in_shape):
         return rf.whole_grid()
+
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op("Flatten", g.op("GlobalAveragePool", x), axis=1)  # (N, C, 1, …) -> (N, C)
 
     def forward(self, p, x, ctx):
         axes = tuple(range(1, x.ndim - 1))
@@ -260,6 +293,14 @@ class AdaptiveAvgPool2d(Layer):
     def receptive_field(self, rf, in_shape):
         k, s = self._bins(in_shape[1:])
         return rf.window(k, s, (0, 0), grid=self.output_shape(in_shape)[1:])
+
+    def to_onnx(self, g, x, p, in_shape):
+        (H, W), (OH, OW) = in_shape[1:], pair(self.output_size)
+        if (H, W) == (OH, OW):
+            return x
+        Ah, Aw = bin_matrix(H, OH, np, np.float64), bin_matrix(W, OW, np, np.float64)
+        t = g.op("MatMul", x, g.const(Aw.T, "bins_w"))  # (N, C, H, W) @ (W, OW)
+        return g.op("MatMul", g.const(Ah, "bins_h"), t)  # (OH, H) @ (N, C, H, OW)
 
     def forward(self, p, x, ctx):
         xp = get_array_module(x)

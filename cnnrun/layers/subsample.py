@@ -54,6 +54,13 @@ class Subsample2d(ParamLayer):
     def macs(self, in_shape):  # a depthwise n×n convolution whose kernel is β_j everywhere
         return math.prod(self.output_shape(in_shape)) * self.kernel_size ** 2
 
+    def to_onnx(self, g, x, p, in_shape):
+        n = self.kernel_size  # β·(block sum) + b = (β·n²)·(block mean) + b
+        mean = g.op("AveragePool", x, kernel_shape=[n, n], strides=[n, n])
+        col = (-1, 1, 1)  # (C,) -> (C, 1, 1): broadcast over H and W
+        y = g.op("Mul", mean, g.const((p["weight"] * n * n).reshape(col), "beta"))
+        return g.op("Add", y, g.const(p["bias"].reshape(col), "bias"))
+
     def forward(self, p, x, ctx):
         n = self.kernel_size
         C, H, W, N = x.shape

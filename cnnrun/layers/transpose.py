@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Union
 
+import numpy as np
 from pydantic import NonNegativeInt, PositiveInt
 
 from ..backend import get_array_module
@@ -82,6 +83,14 @@ class ConvTranspose2d(ParamLayer):
         k = pair(self.kernel_size)
         return math.prod(in_shape) * (self.out_channels // self.groups) * math.prod(k)
 
+    def to_onnx(self, g, x, p, in_shape):
+        k, s, pad, d, op = self._geo()
+        inputs = [x, g.const(p["weight"], "weight")] + \
+            ([g.const(p["bias"], "bias")] if self.bias else [])
+        return g.op("ConvTranspose", *inputs, kernel_shape=list(k), strides=list(s),
+                    dilations=list(d), group=self.groups, output_padding=list(op),
+                    pads=list(pad) * 2)
+
     def forward(self, p, x, ctx):
         k, s, pad, d, _ = self._geo()
         out_hw = self.output_shape(x.shape[:-1])[1:]
@@ -135,6 +144,16 @@ class Upsample2d(Layer):
         s = pair(self.scale_factor)
         jump = tuple(max(1, j // si) for j, si in zip(rf.jump, s))
         return type(rf)(rf.size, jump, rf.start, self.output_shape(in_shape)[1:])
+
+    def to_onnx(self, g, x, p, in_shape):
+        sh, sw = pair(self.scale_factor)
+        if self.mode == "nearest":
+            scales = g.const([1.0, 1.0, sh, sw], "scales", np.float32)
+            return g.op("Resize", x, "", scales, mode="nearest", nearest_mode="floor",
+                        coordinate_transformation_mode="asymmetric")
+        C = in_shape[0]  # zeros between pixels: a strided depthwise transposed 1×1 of ones
+        return g.op("ConvTranspose", x, g.const(np.ones((C, 1, 1, 1)), "ones"), group=C,
+                    kernel_shape=[1, 1], strides=[sh, sw])
 
     def forward(self, p, x, ctx):
         xp = get_array_module(x)

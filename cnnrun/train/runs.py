@@ -70,3 +70,46 @@ class MetricsWriter:
     def close(self) -> None:
         self.jsonl.close()
         self.csv_file.close()
+
+
+def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(epoch rows, step rows) of a run's metrics.jsonl; a torn last line (a crash) is skipped."""
+    epochs, steps = [], []
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return epochs, steps
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        (epochs if row.get("kind") == "epoch" else steps).append(row)
+    return epochs, steps
+
+
+def summarize_run(run_dir: Path) -> dict:
+    """One line of ``cnnrun runs``: what was trained, how far, how well, where the weights are."""
+    run_dir = Path(run_dir)
+    epochs, _ = read_metrics(run_dir)
+    key = "val_accuracy" if any("val_accuracy" in r for r in epochs) else "test_accuracy"
+    scores = [r[key] for r in epochs if key in r]
+    ckpts = run_dir / "checkpoints"
+    best = ckpts / "best.safetensors"
+    last = ckpts / "last.safetensors"
+    name = run_dir.parent.name
+    try:
+        name = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))["name"] or name
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        pass
+    stamp = (run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else run_dir
+    return {"name": name, "run": str(run_dir),
+            "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp.stat().st_mtime)),
+            "epochs": len(epochs), "best_metric": key, "best": max(scores) if scores else None,
+            "checkpoint": str(best if best.exists() else last if last.exists() else "")}
+
+
+def find_runs(root) -> list[Path]:
+    """Run directories under root (any depth), oldest first: those holding metrics.jsonl."""
+    root = Path(root)
+    found = {p.parent for p in root.rglob("metrics.jsonl")}
+    return sorted(found, key=lambda p: (p.stat().st_mtime, str(p)))

@@ -1,0 +1,1 @@
+"""Leaving cnnrun: a trained model as an ONNX graph (``cnnrun export``)."""
