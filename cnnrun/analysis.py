@@ -96,12 +96,12 @@ def nearest(queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, 
     return idx, np.sqrt(np.take_along_axis(d2, idx, axis=1))
 
 
-def maximize(model, state, layer: str, unit: int, steps: int = 200, lr: float = 0.1,
+def maximize(model, state, layer: str, unit: int, steps: int = 200, lr: float = 0.05,
              l2: float = 1e-3, seed: int = 0) -> tuple[np.ndarray, list[float]]:
     """The input (C, H, W) that most excites ``unit`` of ``layer``, by gradient ascent.
 
     Objective: the unit's mean activation (over its map, for a convolution)
-    minus l2·‖x‖², from small noise; each step moves x by lr along the
+    minus l2·‖x‖², from noise; each step moves x by lr along the
     normalised gradient (Erhan et al., 2009; Simonyan et al., 2014)."""
     chain = chain_to(model, layer)
     out_shape = chain[-1].layer.output_shape(chain[-1].in_shape)
@@ -109,7 +109,9 @@ def maximize(model, state, layer: str, unit: int, steps: int = 200, lr: float = 
         raise UserError(f"--unit {unit}: layer {layer} has {out_shape[0]} units (maps); "
                         f"choose 0 to {out_shape[0] - 1}.")
     dtype = np.asarray(next(iter(_leaves(state)), np.zeros(0, np.float32))).dtype
-    x = np.random.default_rng(seed).normal(0, 0.01, (*model.input_shape, 1)).astype(dtype)
+    # noise of unit scale (inputs are normalised): near 0, ReLUs with negative biases are all
+    # off and the gradient is exactly zero
+    x = np.random.default_rng(seed).normal(0, 0.5, (*model.input_shape, 1)).astype(dtype)
     history = []
     for _ in range(steps):
         a, caches = forward_to(chain, state, x)

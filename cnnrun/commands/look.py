@@ -137,7 +137,7 @@ def maximize(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpo
              units: Optional[str] = typer.Option(None, "--units",
                                                  help="e.g. 0,3,5 (default: every map, ≤ 64)"),
              steps: int = typer.Option(200, "--steps", min=1),
-             lr: float = typer.Option(0.1, "--lr"),
+             lr: float = typer.Option(0.05, "--lr"),
              l2: float = typer.Option(1e-3, "--l2", help="norm penalty on the image"),
              out: Optional[Path] = typer.Option(None, "-o", "--out", help="PNG file")):
     """The input each unit of a layer responds to most (activation maximisation)."""

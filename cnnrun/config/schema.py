@@ -225,6 +225,8 @@ class TrainConfig(Strict):
 
 class RunConfig(Strict):
     name: Optional[str] = None
+    log: list[Literal["tensorboard"]] = Field(
+        [], description="extra views of the metrics (metrics.jsonl and .csv are always written)")
     model: ModelConfig
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()

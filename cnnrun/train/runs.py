@@ -45,7 +45,8 @@ def write_config(run_dir: Path, cfg) -> None:
 class MetricsWriter:
     """Appends rows as they come, flushed each time, so a crash loses nothing written."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, tensorboard=None):
+        self.tensorboard = tensorboard  # an optional second view (train/tensorboard.py)
         self.jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
         csv_path = run_dir / "metrics.csv"
         new = not csv_path.exists() or csv_path.stat().st_size == 0
@@ -57,9 +58,13 @@ class MetricsWriter:
 
     def step(self, row: dict) -> None:
         self._json({"kind": "step", **row})
+        if self.tensorboard:
+            self.tensorboard.step(row)
 
-    def epoch(self, row: dict) -> None:
+    def epoch(self, row: dict, weights: dict | None = None) -> None:
         self._json({"kind": "epoch", **row})
+        if self.tensorboard:
+            self.tensorboard.epoch(row, weights or {})
         self.csv.writerow({k: row.get(k, "") for k in EPOCH_FIELDS})
         self.csv_file.flush()
 
@@ -68,6 +73,8 @@ class MetricsWriter:
         self.jsonl.flush()
 
     def close(self) -> None:
+        if self.tensorboard:
+            self.tensorboard.close()
         self.jsonl.close()
         self.csv_file.close()
 

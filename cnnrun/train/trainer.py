@@ -100,7 +100,7 @@ class Trainer:
         t = self.cfg.train
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         write_config(self.run_dir, self.cfg)
-        self.metrics = MetricsWriter(self.run_dir)
+        self.metrics = MetricsWriter(self.run_dir, self._tensorboard())
         self.reporter.start(t.epochs, self.steps_per_epoch, self.run_dir, self.resumed_from)
         stopped_early = False
         try:
@@ -207,9 +207,22 @@ class Trainer:
         self._save("last")
         if improved:
             self._save("best")
-        self.metrics.epoch(row)
+        self.metrics.epoch(row, {n: to_numpy(a) for n, a in self.flat.items()}
+                           if self.metrics.tensorboard else None)
         self.reporter.epoch(row)
         return bool(t.early_stopping and self.bad_epochs >= t.early_stopping.patience)
+
+    def _tensorboard(self):
+        if "tensorboard" not in self.cfg.log:
+            return None
+        import io  # noqa: PLC0415 - only for this optional view
+        from rich.console import Console  # noqa: PLC0415
+        from ..render import summary_table  # noqa: PLC0415
+        from ..summary import summarize  # noqa: PLC0415
+        from .tensorboard import TensorBoardLog  # noqa: PLC0415
+        text = io.StringIO()
+        summary_table(summarize(self.model, self.cfg.train), Console(file=text, width=150))
+        return TensorBoardLog(self.run_dir / "tensorboard", text.getvalue())
 
     # ---- checkpoints -------------------------------------------------------------
     def checkpoint_path(self, which: str) -> Path:
