@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 
 from cnnrun.cli import app
 
+for extra in ("onnx", "onnxruntime", "matplotlib", "tensorboardX", "jsonschema", "PIL"):
+    pytest.importorskip(extra)  # pip install -e ".[test,onnx,plot,tensorboard]"
+
 ROOT = Path(__file__).parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 runner = CliRunner()
