@@ -2,4 +2,4 @@
 registers its commands on ``cli.app``. Each imports its library code inside the
 command, so ``cnnrun --help`` stays fast."""
 
-from . import export, look, runs  # noqa: F401 - registration
+from . import engine, export, look, runs  # noqa: F401 - registration
