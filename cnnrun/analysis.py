@@ -136,7 +136,7 @@ def ten_crops(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(10, N, C, h, w): four corners and the centre, then the same of the mirror image."""
     N, C, H, W = x.shape
     h, w = size
-    if (h, w) > (H, W) or h > H or w > W:
+    if h > H or w > W:
         raise UserError(f"--crops 10: the images are {H}×{W}, smaller than the network's "
                         f"{h}×{w} input.")
     if (h, w) == (H, W):
