@@ -16,6 +16,7 @@ import numpy as np
 from .errors import UserError
 from .layers import Context
 from .layout import to_engine, to_external
+from .model import flatten
 
 
 @dataclass
@@ -108,7 +109,7 @@ def maximize(model, state, layer: str, unit: int, steps: int = 200, lr: float = 
     if not 0 <= unit < out_shape[0]:
         raise UserError(f"--unit {unit}: layer {layer} has {out_shape[0]} units (maps); "
                         f"choose 0 to {out_shape[0] - 1}.")
-    dtype = np.asarray(next(iter(_leaves(state)), np.zeros(0, np.float32))).dtype
+    dtype = next(iter(flatten(state).values()), np.zeros(0, np.float32)).dtype
     # noise of unit scale (inputs are normalised): near 0, ReLUs with negative biases are all
     # off and the gradient is exactly zero
     x = np.random.default_rng(seed).normal(0, 0.5, (*model.input_shape, 1)).astype(dtype)
@@ -122,14 +123,6 @@ def maximize(model, state, layer: str, unit: int, steps: int = 200, lr: float = 
         g = backward_from(chain, state, caches, ga) - 2 * l2 * x
         x = x + dtype.type(lr) * g / (np.sqrt((g * g).mean()) + 1e-12)
     return x[..., 0], history
-
-
-def _leaves(state):
-    for v in state.values():
-        if isinstance(v, dict):
-            yield from _leaves(v)
-        else:
-            yield v
 
 
 def ten_crops(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:

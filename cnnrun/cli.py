@@ -190,11 +190,8 @@ def predict(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoi
             as_json: bool = typer.Option(False, "--json")):
     """Classify image files with a trained model."""
     def body():
-        from .predict import explain_files, predict_files
-        results = predict_files(checkpoint, images, top_k)
-        if explain:
-            for r, pictures in zip(results, explain_files(checkpoint, images, out)):
-                r["feature_maps"] = [str(p) for p in pictures]
+        from .predict import predict_files
+        results = predict_files(checkpoint, images, top_k, out if explain else None)
         if as_json:
             typer.echo(json.dumps(results))
         else:

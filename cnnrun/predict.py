@@ -33,9 +33,11 @@ def load_inputs(tr, paths) -> np.ndarray:
     return x
 
 
-def predict_files(checkpoint, paths, top_k: int = 3) -> list[dict]:
+def predict_files(checkpoint, paths, top_k: int = 3, explain_dir=None) -> list[dict]:
+    """Top-k classes per image; with explain_dir, also each layer's feature-map PNGs."""
     tr = load_trained(checkpoint)
-    logits = predict_logits(tr.model, tr.state, load_inputs(tr, paths))
+    x = load_inputs(tr, paths)
+    logits = predict_logits(tr.model, tr.state, x)
     z = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     out = []
@@ -43,6 +45,9 @@ def predict_files(checkpoint, paths, top_k: int = 3) -> list[dict]:
         order = np.argsort(-row)[:top_k]
         out.append({"image": str(p), "top": [{"class": tr.classes[k], "index": int(k),
                                               "probability": float(row[k])} for k in order]})
+    if explain_dir is not None:
+        for r, pictures in zip(out, explain(tr, x, paths, explain_dir)):
+            r["feature_maps"] = [str(p) for p in pictures]
     return out
 
 
@@ -50,13 +55,11 @@ def _fit(x, hw):
     return x if x.shape[2:] == hw else transforms.resize(x, hw)
 
 
-def explain_files(checkpoint, paths, out_dir) -> list[list[Path]]:
+def explain(tr, x, paths, out_dir) -> list[list[Path]]:
     """Per image, a PNG of every top-level layer's feature maps (the layers with maps)."""
     from . import plots
     from .analysis import forward_to, chain_to
     from .layout import to_engine, to_external
-    tr = load_trained(checkpoint)
-    x = load_inputs(tr, paths)
     children = tr.model.root.child_inputs(tr.model.input_shape)
     steps = chain_to(tr.model, children[-1][0])  # every top-level layer, in order
     written = []

@@ -8,7 +8,7 @@ import pytest
 from cnnrun.config import load_config
 from cnnrun.export.graph import ExportError
 from cnnrun.layout import to_engine, to_external
-from cnnrun.model import Model
+from cnnrun.model import Model, flatten
 from conftest import EXAMPLES
 
 onnx = pytest.importorskip("onnx")
@@ -47,7 +47,7 @@ def assert_close(ours, theirs, what):
 def test_every_layer_example_round_trips(type_name, cfg, shape, request):
     model = Model([{"type": type_name, **cfg}], shape)
     state = model.init(seed=3, dtype=np.float32)
-    for name, arr in _flat(state):  # random values: torch-style 1s and 0s hide layout bugs
+    for name, arr in flatten(state).items():  # random values: torch-style 1s and 0s hide layout bugs
         if "running_var" in name:
             arr[...] = np.random.default_rng(1).uniform(0.5, 2.0, arr.shape)
         elif arr.dtype.kind == "f":
@@ -59,14 +59,6 @@ def test_every_layer_example_round_trips(type_name, cfg, shape, request):
         return
     ours, theirs = run_both(model, state, batch=3, positive=type_name == "lp_pool2d")
     assert_close(ours, theirs, example_id)
-
-
-def _flat(state, prefix=""):
-    for k, v in state.items():
-        if isinstance(v, dict):
-            yield from _flat(v, f"{prefix}{k}.")
-        else:
-            yield f"{prefix}{k}", v
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
