@@ -23,7 +23,7 @@ from .backend import get_array_module
 
 
 class Loss(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     reduction: Literal["mean", "sum"] = "mean"
 
     def value_and_grad(self, y, labels):

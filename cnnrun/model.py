@@ -37,11 +37,18 @@ def unflatten(flat: dict) -> dict:
     return nested
 
 
+def _sequence(layers: list) -> Sequential:
+    """Validated layers are wrapped as they are; dicts (tests, scripts) are validated."""
+    if all(isinstance(layer, Layer) for layer in layers):
+        return Sequential.of(layers)
+    return Sequential(layers=layers)
+
+
 class Model:
     """Layers bound to an input shape. Construction checks every shape."""
 
     def __init__(self, layers: list[Layer] | Sequential, input_shape: tuple[int, ...]):
-        self.root = layers if isinstance(layers, Sequential) else Sequential(layers=list(layers))
+        self.root = layers if isinstance(layers, Sequential) else _sequence(list(layers))
         self.input_shape = tuple(input_shape)
         self.output_shape = self.root.output_shape(self.input_shape)
         self._trainable_names = None

@@ -150,3 +150,16 @@ def test_set_errors_name_the_override(tmp_path):
     assert "model.layers[9] does not exist" in errors_of(p, ["model.layers[9].out_channels=3"])
     assert "expected key.path=value" in errors_of(p, ["train.epochs"])
     assert "not a key path" in errors_of(p, ["train..epochs=3"])
+
+
+@pytest.mark.parametrize("layers, where, owner", [
+    ("    - {type: relu, name: a}\n    - {type: tanh, name: a}\n", "3:3 model.layers",
+     "the model's layers"),
+    ("    - type: residual\n      body:\n        - {type: relu, name: a}\n"
+     "        - {type: tanh, name: a}\n", "4:7 model.layers[0]", "residual"),
+])
+def test_duplicate_layer_names_are_a_located_config_error(tmp_path, layers, where, owner):
+    p = write(tmp_path, "dup.yaml", "model:\n  input_shape: [1, 4, 4]\n  layers:\n" + layers)
+    msg = errors_of(p)
+    assert f"{p}:{where}: {owner}: two children are named 'a'; names must be unique" in msg
+    assert "got" not in msg  # the validator's sentence, not a dump of the whole block

@@ -70,6 +70,8 @@ def message(e: dict, raw_loc) -> str:
         return f"unknown type {ctx.get('tag')!r}{hint}; known types: {known}"
     if kind == "union_tag_not_found":
         return "needs a 'type' key saying what it is"
+    if kind == "value_error":  # a validator's own sentence; the input may be a whole block
+        return str(ctx.get("error", e["msg"]))
     if kind == "literal_error":
         return f"must be {ctx.get('expected')}, got {got!r}"
     return f"{e['msg'][0].lower()}{e['msg'][1:]}, got {got!r}"

@@ -9,20 +9,27 @@ from __future__ import annotations
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt,
-                      model_validator)
+                      field_validator, model_validator)
 
 from ..layers import AnyLayer
+from ..layers.containers import check_unique, named
 from ..losses import AnyLoss, CrossEntropy
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # ---- model -------------------------------------------------------------------
 class ModelConfig(Strict):
     input_shape: tuple[PositiveInt, ...] = Field(description="per-sample (C, H, W), no batch axis")
     layers: list[AnyLayer]
+
+    @field_validator("layers")
+    @classmethod
+    def _unique_names(cls, layers):
+        check_unique(named(layers), "the model's layers")
+        return layers
 
 
 # ---- data --------------------------------------------------------------------

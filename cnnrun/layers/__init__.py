@@ -17,8 +17,10 @@ LAYER_MODULES = (activations, branches, combine, containers, conv, dense, norm, 
 
 AnyLayer = Annotated[Union[tuple(cls for _, cls in LAYERS.items())], Field(discriminator="type")]
 
-for _cls in (containers.Sequential, branches.Residual, branches.Concat, branches.Dense):
-    _cls.model_rebuild(_types_namespace={"AnyLayer": AnyLayer})
+# The containers name ``AnyLayer`` as a forward reference. Layer schemas are built lazily
+# (``defer_build``): publishing the union in their modules lets pydantic resolve it once,
+# when the first config is validated, instead of building the whole union four times here.
+containers.AnyLayer = branches.AnyLayer = AnyLayer
 
 __all__ = ["AnyLayer", "LAYERS", "LAYER_MODULES", "RF", "Context", "Layer", "ParamLayer",
            "ShapeError"]

@@ -94,7 +94,7 @@ class Context:
 class Layer(BaseModel):
     """Base of every layer declaration. Subclasses set ``type: Literal[...]``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str | None = None
     trainable: bool = True

@@ -55,11 +55,11 @@ class Residual(Container):
 
     @cached_property
     def _shortcut(self):
-        return Sequential(layers=self.shortcut, name=self.shortcut_name)
+        return Sequential.of(self.shortcut, self.shortcut_name)
 
     @cached_property
     def _after(self):
-        return Sequential(layers=self.after, name="after")
+        return Sequential.of(self.after, "after")
 
     def children(self):
         extra = [(self.shortcut_name, self._shortcut)] if self.shortcut else []
@@ -90,7 +90,7 @@ class Residual(Container):
         return body_out
 
     def _sum_rf(self, rf, in_shape):
-        body = Sequential(layers=self.body).receptive_field(rf, in_shape)
+        body = Sequential.of(self.body).receptive_field(rf, in_shape)
         return widest([body, self._shortcut.receptive_field(rf, in_shape)], self.label())
 
     @memo_by_shape
@@ -186,7 +186,7 @@ class Concat(Container):
 
     @cached_property
     def _branches(self):
-        return [(str(i), Sequential(layers=b)) for i, b in enumerate(self.branches)]
+        return [(str(i), Sequential.of(b)) for i, b in enumerate(self.branches)]
 
     def children(self):
         return self._branches
@@ -285,7 +285,7 @@ class Dense(Container):
 
     @memo_by_shape
     def receptive_field(self, rf, in_shape):
-        return widest([rf, Sequential(layers=self.body).receptive_field(rf, in_shape)],
+        return widest([rf, Sequential.of(self.body).receptive_field(rf, in_shape)],
                       self.label())
 
     @memo_by_shape

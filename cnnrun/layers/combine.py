@@ -25,7 +25,7 @@ class Sparsity(BaseModel):
     notes can be followed literally, and the tests check that its gradient is zero.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     kind: Literal["entropy", "l1"] = "entropy"
     strength: float = Field(0.01, ge=0.0, description="λ")
 

@@ -178,6 +178,13 @@ class Sequential(Container):
         check_unique(self.children(), self.label())
         return self
 
+    @classmethod
+    def of(cls, layers, name: str | None = None) -> "Sequential":
+        """Wrap layers that are already validated. Skipping validation also skips building
+        the schema of the whole layer union, which costs a CLI start-up ~30 ms."""
+        seq = cls.model_construct(layers=list(layers), name=name)
+        return seq._unique_names()
+
     def children(self):
         return named(self.layers)
 
