@@ -3,7 +3,8 @@
     python benchmarks/compare_torch.py                 # the README table
     python benchmarks/compare_torch.py --rounds 7 --only lenet5
 
-Each measurement runs in a fresh process; the two engines alternate (A B A B …)
+Each measurement runs in a fresh process (at least 1 s of warm-up steps, then at least
+2 s of timed steps); the two engines alternate (A B A B …)
 for ``--rounds`` rounds, and the table reports the median of the per-round
 ratios t_torch / t_cnnrun (above 1: cnnrun is faster) with its min–max. These
 machines drift ±20–40 % between runs, so only an interleaved ratio means
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+WARMUP_S, TIMED_S = 1.0, 2.0
 CASES = [("lenet5", 64), ("lenet5", 256), ("vgg11-cifar10", 128), ("resnet20-cifar10", 128)]
 
 
@@ -77,12 +79,21 @@ def worker(engine: str, config: str, batch: int, mode: str, steps: int) -> dict:
                 _, g = loss.value_and_grad(out, y)
                 _, grads = model.backward(state, cache, g)
                 opt.step(flat, flatten(grads), 0.01)
-    step()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(steps):
+    # Both engines speed up over their first steps (oneDNN builds its kernels, allocators
+    # settle): PyTorch's LeNet step takes ~20 steps to reach its steady time. So warm up for
+    # at least WARMUP_S, then time at least `steps` steps and TIMED_S seconds.
+    _repeat(step, 3, WARMUP_S)
+    n, seconds = _repeat(step, steps, TIMED_S)
+    return {"seconds": seconds / n, "steps": n, "peak_rss_mb": peak_rss_mb()}
+
+
+def _repeat(step, min_steps: int, min_seconds: float) -> tuple[int, float]:
+    """Run step until both minimums are met; (steps run, seconds taken)."""
+    n, t0 = 0, time.perf_counter()
+    while n < min_steps or time.perf_counter() - t0 < min_seconds:
         step()
-    seconds = (time.perf_counter() - t0) / steps
-    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+        n += 1
+    return n, time.perf_counter() - t0
 
 
 def check_outputs_agree(config: str) -> float:

@@ -50,22 +50,24 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1) 
     def train_step(record: bool):
         ctx = Context(train=True, rng=random_generator(xp, 0))
         h, caches = x, []
-        for i, (name, child) in enumerate(children):
-            t0 = time.perf_counter()
-            h, cache = child.forward(state.get(name, {}), h, ctx)
-            _sync(xp)
-            fwd[i] += record * (time.perf_counter() - t0)
-            caches.append(cache)
+        with model.threads(batch):  # the thread mode of Model.forward (ops/parallel.py)
+            for i, (name, child) in enumerate(children):
+                t0 = time.perf_counter()
+                h, cache = child.forward(state.get(name, {}), h, ctx)
+                _sync(xp)
+                fwd[i] += record * (time.perf_counter() - t0)
+                caches.append(cache)
         _, g = t.loss.value_and_grad(h, labels)
         grads, first = {}, next((i for i, (_, c) in enumerate(children) if c.has_trainable()), 0)
-        for i in range(len(children) - 1, first - 1, -1):
-            name, child = children[i]
-            t0 = time.perf_counter()
-            g, gp = child.backward(state.get(name, {}), caches[i], g, need_gx=i > first)
-            _sync(xp)
-            bwd[i] += record * (time.perf_counter() - t0)
-            if gp:
-                grads[name] = gp
+        with model.threads(batch):
+            for i in range(len(children) - 1, first - 1, -1):
+                name, child = children[i]
+                t0 = time.perf_counter()
+                g, gp = child.backward(state.get(name, {}), caches[i], g, need_gx=i > first)
+                _sync(xp)
+                bwd[i] += record * (time.perf_counter() - t0)
+                if gp:
+                    grads[name] = gp
         opt.step(flat, flatten(grads), t.optimizer.lr)
 
     for _ in range(warmup):

@@ -13,6 +13,7 @@ from .backend import get_array_module, to_device
 from .layers import RF, Context, Layer
 from .layers.containers import Sequential
 from .layout import to_engine, to_external
+from .ops.parallel import ThreadMode, engine_threads
 
 
 def flatten(nested: dict, prefix: str = "") -> dict:
@@ -52,6 +53,7 @@ class Model:
         self.input_shape = tuple(input_shape)
         self.output_shape = self.root.output_shape(self.input_shape)
         self._trainable_names = None
+        self._thread_modes: dict[int, ThreadMode] = {}  # per batch size
 
     # ---- rules --------------------------------------------------------------
     def param_shapes(self) -> dict:
@@ -92,11 +94,19 @@ class Model:
         return _trainable(self.root, self.input_shape)
 
     # ---- computation (engine layout) ------------------------------------------
+    # Each pass runs inside engine_threads(), in the thread mode this model has learnt for
+    # the batch size: band workers with BLAS on one thread, or BLAS's own threads (see
+    # ops/parallel.py for why the two must not mix).
+    def threads(self, batch: int):
+        return engine_threads(self._thread_modes.setdefault(batch, ThreadMode()))
+
     def forward(self, state, x, train=False, rng=None):
-        return self.root.forward(state, x, Context(train=train, rng=rng))
+        with self.threads(x.shape[-1]):
+            return self.root.forward(state, x, Context(train=train, rng=rng))
 
     def backward(self, state, cache, gy, need_gx=False):
-        return self.root.backward(state, cache, gy, need_gx)
+        with self.threads(gy.shape[-1]):
+            return self.root.backward(state, cache, gy, need_gx)
 
     def hvp(self, state, x, labels, loss_fn, v: dict, gauss_newton: bool = False, rng=None,
             train: bool = True) -> dict:
@@ -105,7 +115,11 @@ class Model:
 
         Batch norm uses batch statistics when ``train`` (its running statistics are left
         alone)."""
-        ctx = Context(train=train, rng=rng, freeze_stats=True)
+        with self.threads(x.shape[-1]):
+            return self._hvp(state, x, labels, loss_fn, v, gauss_newton,
+                             Context(train=train, rng=rng, freeze_stats=True))
+
+    def _hvp(self, state, x, labels, loss_fn, v, gauss_newton, ctx):
         y, cache = self.root.forward(state, x, ctx)  # dropout's mask is kept in the cache
         nested_v = unflatten(v)
         xp = get_array_module(x)

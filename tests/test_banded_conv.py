@@ -95,3 +95,100 @@ def test_float32_bands_stay_float32(banded):
     y, gW, gx = _all_three(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32),
                            *geo)
     assert y.dtype == gW.dtype == gx.dtype == np.float32
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_kept_columns_are_filled_by_the_forward_bands_and_reused(geometry, banded,
+                                                               monkeypatch):
+    """Training keeps small column matrices: the forward's bands write them, and the weight
+    gradient reads them in per-worker shares instead of rebuilding them."""
+    case = _case(geometry)
+    whole = _all_three(*case)
+    banded(1)
+    monkeypatch.setattr(oc, "KEEP_BYTES", 1 << 30)
+    x, w, b, stride, pads, dilation, groups = case
+    y, patches = oc.conv_forward(x, w, b, stride, pads, dilation, groups, keep=True)
+    OH = patches.out_hw[0]
+    assert patches.cols is not None and patches.cols.shape[3] == OH  # complete after one pass
+    assert patches.bands == [(r, min(-(-OH // 2), OH - r)) for r in range(0, OH, -(-OH // 2))]
+    gy = np.random.default_rng(1).normal(size=y.shape)
+    gW = oc.conv_grad_weight(gy, patches, w.shape, groups)
+    np.testing.assert_allclose(y, whole[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gW, whole[1], rtol=1e-12, atol=1e-12)
+    rebuilt = oc.im2col(oc.pad_spatial(x, pads), w.shape[2:], patches.out_hw, stride, dilation)
+    np.testing.assert_array_equal(patches.cols, rebuilt)
+
+
+def test_only_training_keeps_columns_and_only_up_to_the_limit(banded, monkeypatch):
+    banded(1)
+    x, w, b, stride, pads, dilation, groups = _case(GEOMETRIES[0])
+    column_bytes = 3 * 9 * 9 * 8 * 3 * 8  # K · OH · OW · N · 8 bytes
+    monkeypatch.setattr(oc, "KEEP_BYTES", column_bytes)
+    assert oc.conv_forward(x, w, b, stride, pads, dilation, keep=True)[1].cols is not None
+    assert oc.conv_forward(x, w, b, stride, pads, dilation, keep=False)[1].cols is None
+    monkeypatch.setattr(oc, "KEEP_BYTES", column_bytes - 1)
+    assert oc.conv_forward(x, w, b, stride, pads, dilation, keep=True)[1].cols is None
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_a_pass_learns_its_thread_mode_and_gives_blas_its_threads_back(banded):
+    """A model whose convolutions work in bands runs BLAS on one thread (its spinning threads
+    would take the cores from the band workers); one whose matrices are all small does not
+    split anything. Either way BLAS has its threads back after the pass."""
+    from cnnrun.model import Model
+    model = Model([{"type": "conv2d", "out_channels": 4, "kernel_size": 3},
+                   {"type": "flatten"}, {"type": "linear", "out_features": 3}], (2, 8, 8))
+    state = model.init(seed=0, dtype=np.float64)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 5))
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=2, user_api="blas"):
+        y_whole, _ = model.forward(state, x, train=True)
+        assert model._thread_modes[5].bands is False
+        banded(1)
+        y_banded, cache = model.forward(state, x, train=True)
+        assert model._thread_modes[5].bands is True
+        model.backward(state, cache, np.ones_like(y_banded))
+        assert set(_blas_threads()) == {2}
+    np.testing.assert_allclose(y_banded, y_whole, rtol=1e-12)
+
+
+def test_split_matmul_equals_numpy(monkeypatch):
+    monkeypatch.setattr(parallel, "num_workers", lambda: 2)
+    monkeypatch.setattr(parallel, "MATMUL_SPLIT_MACS", 1)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 5, 7)), rng.normal(size=(2, 7, 9))
+    mode = parallel.ThreadMode()
+    mode.bands = True
+    with parallel.engine_threads(mode):
+        split = parallel.matmul(a, b)
+    np.testing.assert_allclose(split, a @ b, rtol=1e-13)
+
+
+@pytest.mark.parametrize("keep_limit", [1 << 30, 0])
+def test_summary_counts_columns_exactly_when_the_engine_keeps_them(keep_limit, banded,
+                                                                    monkeypatch):
+    """``cnnrun summary``'s memory estimate and the engine apply the same keeps_columns."""
+    from cnnrun.config.schema import TrainConfig
+    from cnnrun.model import Model
+    from cnnrun.summary import summarize
+    banded(1 << 12)
+    monkeypatch.setattr(oc, "KEEP_BYTES", keep_limit)
+    model = Model([{"type": "conv2d", "name": "c", "out_channels": 4, "kernel_size": 3},
+                   {"type": "flatten"}, {"type": "linear", "out_features": 3}], (2, 8, 8))
+    train = TrainConfig(batch_size=5, dtype="float64")
+    rows = summarize(model, train)
+    columns = 2 * 9 * 6 * 6  # C·KH·KW × OH·OW per sample
+    assert rows["layers"][0]["column_elements"] == columns
+    state = model.init(seed=0, dtype=np.float64)
+    _, cache = model.forward(state, np.zeros((2, 8, 8, 5)), train=True)
+    patches = cache[0][0]
+    kept = patches.cols is not None
+    assert kept == (keep_limit > 0)
+    without = summarize(model, train)["memory"]["activations_bytes"]
+    monkeypatch.setattr(oc, "KEEP_BYTES", 0)
+    baseline = summarize(model, train)["memory"]["activations_bytes"]
+    assert without - baseline == (columns * 5 * 8 if kept else 0)

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
+from ..ops.parallel import matmul
 from ..registry import LAYERS
 from .base import Layer, ParamLayer, ShapeError
 
@@ -48,17 +49,17 @@ class Linear(ParamLayer):
         return g.op("Gemm", *inputs, transB=1)  # x Wᵀ + b on (N, features)
 
     def forward(self, p, x, ctx):
-        y = p["weight"] @ x  # (O, F) @ (F, N) -> (O, N)
+        y = matmul(p["weight"], x)  # (O, F) @ (F, N) -> (O, N), on all workers
         if self.bias:
             y += p["bias"][:, None]
         return y, x
 
     def backward(self, p, cache, gy, need_gx=True):
         x = cache
-        gx = p["weight"].T @ gy if need_gx else None  # (F, O) @ (O, N)
+        gx = matmul(p["weight"].T, gy) if need_gx else None  # (F, O) @ (O, N)
         if not self.trainable:
             return gx, {}
-        grads = {"weight": gy @ x.T}  # (O, N) @ (N, F)
+        grads = {"weight": matmul(gy, x.T)}  # (O, N) @ (N, F)
         if self.bias:
             grads["bias"] = gy.sum(axis=1)
         return gx, grads

@@ -9,7 +9,13 @@ and builds the columns one band of output rows at a time, about a megabyte,
 so each band is copied and multiplied while it is still in cache; the bands
 run on all cores (``parallel.map_bands``). The backward pass rebuilds them the
 same way rather than keeping them, which is also what keeps training memory
-near the activations' own size. Small inputs keep their columns whole.
+near the activations' own size.
+
+Small column matrices are kept instead (``keeps_columns``): in training up to
+KEEP_BYTES, filled band by band during the forward pass. Rebuilding them would
+cost more than it saves there: LeNet's layers have so few output maps (6, 16)
+that the weight gradient of a band is a tiny product whose cost is the copy
+that rebuilt it; one product over the kept matrix runs at twice the speed.
 
 The input gradient of a stride-1 convolution is itself a convolution (of the
 padded output gradient with the flipped, transposed kernel), so it runs
@@ -22,10 +28,16 @@ import numpy as np
 
 from ..backend import get_array_module
 from .im2col import crop_spatial, im2col, pad_spatial, tap_slices
-from .parallel import map_bands
+from .parallel import map_bands, matmul, num_workers
 
-WHOLE_BYTES = 8 << 20  # columns up to this size are built once and kept (LeNet at batch 64)
-BAND_BYTES = 1 << 20   # otherwise, one band of columns is about this size
+WHOLE_BYTES = 8 << 20   # columns up to this size are built in one piece (LeNet at batch 64)
+BAND_BYTES = 1 << 20    # otherwise, one band of columns is about this size
+KEEP_BYTES = 24 << 20   # training keeps columns up to this size for the weight gradient
+
+
+def keeps_columns(column_bytes: int, train: bool) -> bool:
+    """Whether a convolution keeps its column matrix for backward (else its padded input)."""
+    return column_bytes <= (KEEP_BYTES if train else WHOLE_BYTES)
 
 
 def _out_hw(padded_hw, kernel, stride, dilation):
@@ -34,9 +46,16 @@ def _out_hw(padded_hw, kernel, stride, dilation):
 
 
 class Patches:
-    """The im2col matrix (C, KH, KW, OH, OW, N) of a padded input, whole or by bands of rows."""
+    """The im2col matrix (C, KH, KW, OH, OW, N) of a padded input, whole or by bands of rows.
 
-    def __init__(self, xpad, kernel, stride, dilation):
+    A small matrix (WHOLE_BYTES) is built whole, one share of its rows per worker. A
+    larger one is built in bands of about BAND_BYTES, each multiplied while in cache; with
+    ``keep`` (training: the backward pass will read the columns again) one that passes
+    ``keeps_columns`` is written into a kept matrix band by band, else the bands go to
+    scratch buffers and are rebuilt when needed. A kept matrix is complete after the first
+    pass (``map``); later passes read it in per-worker shares instead of rebuilding it."""
+
+    def __init__(self, xpad, kernel, stride, dilation, keep=False):
         self.xp = get_array_module(xpad)
         self.xpad, self.kernel, self.stride, self.dilation = xpad, kernel, stride, dilation
         C, _, _, N = xpad.shape
@@ -44,27 +63,42 @@ class Patches:
         self.K = C * kernel[0] * kernel[1]
         row_bytes = self.K * OW * N * xpad.dtype.itemsize
         whole = self.xp is not np or row_bytes * OH <= WHOLE_BYTES
-        R = OH if whole else max(1, min(OH, BAND_BYTES // row_bytes))
-        self.rows = R
-        self.bands = [(r, min(R, OH - r)) for r in range(0, OH, R)]
-        self.cols = im2col(xpad, kernel, self.out_hw, stride, dilation) if whole else None
+        self.cols = None  # the kept matrix, once complete
+        self._fill = None  # the kept matrix while the first pass fills it
+        if whole:  # small: one band, in this thread (see parallel.ThreadMode)
+            self.cols = im2col(xpad, kernel, self.out_hw, stride, dilation)
+            self.rows, self.bands = OH, [(0, OH)]
+        else:
+            if keep and keeps_columns(row_bytes * OH, train=True):
+                self._fill = self.xp.empty((C, *kernel, OH, OW, N), dtype=xpad.dtype)
+            R = max(1, min(OH, BAND_BYTES // row_bytes))
+            self.rows, self.bands = R, [(r, min(R, OH - r)) for r in range(0, OH, R)]
+
+    def _share_rows(self):
+        """One band of output rows per worker (one in all on a GPU)."""
+        OH = self.out_hw[0]
+        R = -(-OH // num_workers()) if self.xp is np else OH
+        self.rows, self.bands = R, [(r, min(R, OH - r)) for r in range(0, OH, R)]
 
     def buffers(self, k):
         """k flat scratch buffers, each large enough for the columns of one band."""
-        if self.cols is not None:
+        if self.cols is not None or self._fill is not None:
             return [None] * k
         size = self.K * self.rows * self.out_hw[1] * self.xpad.shape[3]
         return [self.xp.empty(size, dtype=self.xpad.dtype) for _ in range(k)]
 
     def band(self, r0, R, buf):
         """Columns of output rows r0 … r0+R−1 as a (K, R·OW·N) matrix."""
-        if self.cols is not None:
-            return self.cols.reshape(self.K, -1)  # one band: (C·KH·KW, OH·OW·N)
-        (sh, _), (dh, _) = self.stride, self.dilation
         C, _, _, N = self.xpad.shape
         OW = self.out_hw[1]
+        if self.cols is not None:  # (C·KH·KW, R·OW·N): a slice of each kept row, a view
+            return self.cols.reshape(self.K, -1)[:, r0 * OW * N:(r0 + R) * OW * N]
+        (sh, _), (dh, _) = self.stride, self.dilation
         sub = self.xpad[:, r0 * sh:r0 * sh + (R - 1) * sh + dh * (self.kernel[0] - 1) + 1]
-        out = buf[:self.K * R * OW * N].reshape(C, *self.kernel, R, OW, N)  # contiguous prefix
+        if self._fill is not None:
+            out = self._fill[:, :, :, r0:r0 + R]  # rows r0… of each column: strided, no copy
+        else:
+            out = buf[:self.K * R * OW * N].reshape(C, *self.kernel, R, OW, N)  # a prefix
         im2col(sub, self.kernel, (R, OW), self.stride, self.dilation, out=out)
         return out.reshape(self.K, -1)  # (C·KH·KW, R·OW·N), a view
 
@@ -72,7 +106,11 @@ class Patches:
         """work(cols, r0, R) over every band, on all cores; the list of per-worker results."""
         def run(bands, buf):
             return [work(self.band(r0, R, buf), r0, R) for r0, R in bands]
-        return map_bands(run, self.bands, self.buffers, self.xp)
+        results = map_bands(run, self.bands, self.buffers, self.xp)
+        if self._fill is not None:  # the kept matrix is complete: read it from now on
+            self.cols, self._fill = self._fill, None
+            self._share_rows()
+        return results
 
 
 def _grouped(a, G):
@@ -98,9 +136,10 @@ def apply_weight(patches, weight, bias, groups=1):
     return y
 
 
-def conv_forward(x, weight, bias, stride, pads, dilation, groups=1):
-    """y = W ⋆ x + b. Returns y and the Patches of x, kept for the backward pass."""
-    patches = Patches(pad_spatial(x, pads), weight.shape[2:], stride, dilation)
+def conv_forward(x, weight, bias, stride, pads, dilation, groups=1, keep=False):
+    """y = W ⋆ x + b. Returns y and the Patches of x, for the backward pass (``keep``: one
+    will follow, so small column matrices are kept rather than rebuilt)."""
+    patches = Patches(pad_spatial(x, pads), weight.shape[2:], stride, dilation, keep)
     return apply_weight(patches, weight, bias, groups), patches
 
 
@@ -156,7 +195,7 @@ def _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups):
     for r0 in range(0, OH, R):
         r = min(R, OH - r0)
         g = _grouped(gy[:, r0:r0 + r].reshape(O, -1), groups)  # (G, O/G, r·OW·N)
-        gcols = xp.matmul(WT, g).reshape(C, KH, KW, r, OW, N)
+        gcols = matmul(WT, g).reshape(C, KH, KW, r, OW, N)
         for i in range(KH):
             for j in range(KW):
                 si, sj = tap_slices(i, j, (r, OW), stride, dilation)
