@@ -28,7 +28,8 @@ import numpy as np
 
 from ..backend import get_array_module
 from .im2col import crop_spatial, im2col, pad_spatial, tap_slices
-from .parallel import map_bands, matmul, num_workers
+from . import parallel
+from .parallel import map_bands, matmul
 
 WHOLE_BYTES = 8 << 20   # columns up to this size are built in one piece (LeNet at batch 64)
 # Otherwise one band of columns is about this size. 4 MB rather than 1: each band costs a
@@ -80,7 +81,7 @@ class Patches:
     def _share_rows(self):
         """One band of output rows per worker (one in all on a GPU)."""
         OH = self.out_hw[0]
-        R = -(-OH // num_workers()) if self.xp is np else OH
+        R = -(-OH // parallel.num_workers()) if self.xp is np else OH
         self.rows, self.bands = R, [(r, min(R, OH - r)) for r in range(0, OH, R)]
 
     def buffers(self, k):
