@@ -95,6 +95,7 @@ def engine_threads(mode: ThreadMode | None = None):
         _PASS.depth -= 1
         if outer:
             _release_blas()
+            _PASS.mode = None  # outside a pass, matmul is plain numpy
 
 
 def _limit_blas():
