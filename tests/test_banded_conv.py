@@ -161,11 +161,19 @@ def test_split_matmul_equals_numpy(monkeypatch):
     monkeypatch.setattr(parallel, "MATMUL_SPLIT_MACS", 1)
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, 5, 7)), rng.normal(size=(2, 7, 9))
+    shares = []
+    real_map = parallel.map_bands
+    monkeypatch.setattr(parallel, "map_bands",
+                        lambda work, bands, *rest: shares.append(bands) or
+                        real_map(work, bands, *rest))
     mode = parallel.ThreadMode()
     mode.bands = True
     with parallel.engine_threads(mode):
         split = parallel.matmul(a, b)
     np.testing.assert_allclose(split, a @ b, rtol=1e-13)
+    assert shares == [[slice(0, 5), slice(5, 9)]]  # the columns really went to two workers
+    parallel.matmul(a, b)  # outside a pass: one plain product, nothing split
+    assert len(shares) == 1
 
 
 @pytest.mark.parametrize("keep_limit", [1 << 30, 0])

@@ -40,7 +40,8 @@ KEEP_BYTES = 24 << 20   # training keeps columns up to this size for the weight 
 
 
 def keeps_columns(column_bytes: int, train: bool) -> bool:
-    """Whether a convolution keeps its column matrix for backward (else its padded input)."""
+    """Whether a convolution keeps its column matrix (else its padded input): up to
+    WHOLE_BYTES it is built whole anyway; training keeps larger ones up to KEEP_BYTES."""
     return column_bytes <= (KEEP_BYTES if train else WHOLE_BYTES)
 
 
@@ -66,7 +67,7 @@ class Patches:
         self.out_hw = OH, OW = _out_hw(xpad.shape[1:3], kernel, stride, dilation)
         self.K = C * kernel[0] * kernel[1]
         row_bytes = self.K * OW * N * xpad.dtype.itemsize
-        whole = self.xp is not np or row_bytes * OH <= WHOLE_BYTES
+        whole = self.xp is not np or keeps_columns(row_bytes * OH, train=False)
         self.cols = None  # the kept matrix, once complete
         self._fill = None  # the kept matrix while the first pass fills it
         if whole:  # small: one band, in this thread (see parallel.ThreadMode)
@@ -79,9 +80,9 @@ class Patches:
             self.rows, self.bands = R, [(r, min(R, OH - r)) for r in range(0, OH, R)]
 
     def _share_rows(self):
-        """One band of output rows per worker (one in all on a GPU)."""
+        """One band of output rows per worker (only NumPy fills a kept matrix in bands)."""
         OH = self.out_hw[0]
-        R = -(-OH // parallel.num_workers()) if self.xp is np else OH
+        R = -(-OH // parallel.num_workers())
         self.rows, self.bands = R, [(r, min(R, OH - r)) for r in range(0, OH, R)]
 
     def buffers(self, k):
