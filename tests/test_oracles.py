@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import oracles
 from cnnrun.layers import Context
 from cnnrun.layout import to_engine, to_external
-from cnnrun.ops.im2col import col2im, im2col
+from cnnrun.ops.im2col import col2im, im2col, windows
 from conftest import build
 
 
@@ -121,6 +121,24 @@ def test_im2col_and_col2im_are_adjoint(k, s, d, h):
     c = rng.normal(size=cols.shape)
     np.testing.assert_allclose((cols * c).sum(), (x * col2im(c, x.shape[1:3], (s, s), (d, d))).sum(),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("stride, dilation", [((1, 1), (1, 1)), ((2, 1), (1, 2)), ((3, 2), (2, 1))])
+def test_windows_match_a_loop_over_every_element(stride, dilation):
+    """The strided view im2col copies from, element by element, on a non-contiguous input."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3, 11, 12, 10))
+    xpad = base[:, 1:, ::2, 1:6]  # (3, 10, 6, 5), strided in every axis but channels
+    kernel = (2, 3)
+    out_hw = tuple((n - (d * (k - 1) + 1)) // s + 1
+                   for n, k, s, d in zip(xpad.shape[1:3], kernel, stride, dilation))
+    view = windows(xpad, kernel, out_hw, stride, dilation)
+    expected = np.empty((3, *kernel, *out_hw, 5))
+    for c, i, j, oh, ow, n in np.ndindex(*expected.shape):
+        expected[c, i, j, oh, ow, n] = xpad[c, oh * stride[0] + i * dilation[0],
+                                            ow * stride[1] + j * dilation[1], n]
+    np.testing.assert_array_equal(view, expected)
+    assert not view.flags.writeable  # overlapping windows: a write would change its neighbours
 
 
 def test_flip_kernel_is_true_convolution(rng):

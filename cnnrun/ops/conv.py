@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..allocator import empty_apart
 from ..backend import get_array_module
-from .im2col import crop_spatial, im2col, pad_spatial, tap_slices
+from .im2col import crop_spatial, pad_spatial, tap_slices, windows
 from . import parallel
 from .parallel import map_bands, matmul
 
@@ -70,12 +71,14 @@ class Patches:
         whole = self.xp is not np or keeps_columns(row_bytes * OH, train=False)
         self.cols = None  # the kept matrix, once complete
         self._fill = None  # the kept matrix while the first pass fills it
+        self.windows = windows(xpad, kernel, self.out_hw, stride, dilation)  # a view
         if whole:  # small: one band, in this thread (see parallel.ThreadMode)
-            self.cols = im2col(xpad, kernel, self.out_hw, stride, dilation)
+            self.cols = empty_apart(self.windows.shape, xpad)
+            self.cols[...] = self.windows
             self.rows, self.bands = OH, [(0, OH)]
         else:
             if keep and keeps_columns(row_bytes * OH, train=True):
-                self._fill = self.xp.empty((C, *kernel, OH, OW, N), dtype=xpad.dtype)
+                self._fill = empty_apart((C, *kernel, OH, OW, N), xpad)
             R = max(1, min(OH, BAND_BYTES // row_bytes))
             self.rows, self.bands = R, [(r, min(R, OH - r)) for r in range(0, OH, R)]
 
@@ -90,7 +93,7 @@ class Patches:
         if self.cols is not None or self._fill is not None:
             return [None] * k
         size = self.K * self.rows * self.out_hw[1] * self.xpad.shape[3]
-        return [self.xp.empty(size, dtype=self.xpad.dtype) for _ in range(k)]
+        return [empty_apart((size,), self.xpad) for _ in range(k)]
 
     def band(self, r0, R, buf):
         """Columns of output rows r0 … r0+R−1 as a (K, R·OW·N) matrix."""
@@ -98,13 +101,11 @@ class Patches:
         OW = self.out_hw[1]
         if self.cols is not None:  # (C·KH·KW, R·OW·N): a slice of each kept row, a view
             return self.cols.reshape(self.K, -1)[:, r0 * OW * N:(r0 + R) * OW * N]
-        (sh, _), (dh, _) = self.stride, self.dilation
-        sub = self.xpad[:, r0 * sh:r0 * sh + (R - 1) * sh + dh * (self.kernel[0] - 1) + 1]
         if self._fill is not None:
             out = self._fill[:, :, :, r0:r0 + R]  # rows r0… of each column: strided, no copy
         else:
             out = buf[:self.K * R * OW * N].reshape(C, *self.kernel, R, OW, N)  # a prefix
-        im2col(sub, self.kernel, (R, OW), self.stride, self.dilation, out=out)
+        out[...] = self.windows[:, :, :, r0:r0 + R]  # the band's im2col: one copy
         return out.reshape(self.K, -1)  # (C·KH·KW, R·OW·N), a view
 
     def map(self, work):
