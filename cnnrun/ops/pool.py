@@ -57,9 +57,34 @@ def max_gather(xpad, rxpad, y, kernel, stride, dilation):
 def max_backward(gy, xpad, y, kernel, stride, dilation):
     """Scatter gy to the winning tap of each window; overlapping windows add up."""
     xp = get_array_module(gy)
+    if all(d == 1 and s >= k for k, s, d in zip(kernel, stride, dilation)):
+        return _max_backward_disjoint(gy, xpad, y, kernel, stride)
     gx = xp.zeros(xpad.shape, dtype=gy.dtype)
     for sl, m in winners(xpad, y, kernel, stride, dilation):
         gx[sl] += gy * m
+    return gx
+
+
+def _max_backward_disjoint(gy, xpad, y, kernel, stride):
+    """max_backward for windows that do not overlap (stride ≥ kernel, the usual 2×2 pool).
+
+    Each input cell then belongs to at most one window, so each tap's share is written
+    into place rather than added, and the first-maximum rule needs no record of the taps
+    taken: ``left`` holds the gradient not yet handed out, and a tap that takes a window's
+    gradient zeroes it there. 14 passes over the data for a 2×2 window instead of 25."""
+    xp = get_array_module(gy)
+    tiled = all(s == k and o * s == n for k, s, o, n in
+                zip(kernel, stride, y.shape[1:3], xpad.shape[1:3]))
+    gx = (xp.empty if tiled else xp.zeros)(xpad.shape, dtype=gy.dtype)  # tiled: all written
+    hit = xp.empty(y.shape, dtype=bool)
+    left = gy
+    last = kernel[0] * kernel[1] - 1
+    for t, i, j in taps(kernel):
+        sl = (slice(None), *tap_slices(i, j, y.shape[1:3], stride, (1, 1)))
+        xp.equal(xpad[sl], y, out=hit)
+        xp.multiply(left, hit, out=gx[sl])
+        if t < last:  # withhold what this tap took from the taps after it
+            left = left * xp.logical_not(hit, out=hit)
     return gx
 
 
