@@ -11,6 +11,7 @@ import numpy as np
 
 from .backend import get_backend, random_generator
 from .layers import Context
+from .layers.containers import run_order
 from .layout import to_engine
 from .model import Model, flatten
 from .optim import build_optimizer
@@ -43,7 +44,7 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1) 
     x = xp.asarray(to_engine(rng.random((batch, *cfg.model.input_shape), dtype=np.float32)
                              .astype(dtype)))
     labels = xp.asarray(rng.integers(0, model.output_shape[0], batch))
-    children = model.root.children()
+    children = run_order(model.root.children())  # as Sequential runs them
     fwd = np.zeros(len(children))
     bwd = np.zeros(len(children))
 

@@ -81,3 +81,39 @@ def test_fixed_weights_from_config_are_used_and_checked():
         [{"type": "conv2d", "out_channels": 2, "kernel_size": 3, "weights": {"weight": sobel}}])
     with pytest.raises(ShapeError, match=r"weights.weight has shape \(1, 1, 3, 3\), expected \(2, 1, 3, 3\)"):
         Model(bad, (1, 5, 5)).init()
+
+
+def test_relu_then_maxpool_runs_swapped_with_identical_values_and_gradients():
+    """Sequential runs a max-pool before the ReLU declared ahead of it (run_order): outputs,
+    parameter and input gradients are bitwise those of the declared order, ties included."""
+    from cnnrun.layers import Context
+    from cnnrun.layers.containers import run_order
+
+    layers = TypeAdapter(list[AnyLayer]).validate_python([
+                     {"type": "conv2d", "out_channels": 3, "kernel_size": 3},
+                      {"type": "relu", "name": "r"}, {"type": "maxpool2d", "kernel_size": 2},
+                      {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 3, "stride": 1},
+                      {"type": "tanh"}, {"type": "maxpool2d", "kernel_size": 1}])
+    model = Model(layers, (2, 9, 9))
+    order = [name for name, _ in run_order(model.root.children())]
+    assert order == ["0", "2", "r", "4", "3", "5", "6"]  # the ReLU pairs swap, tanh stays
+    state = model.init(0, dtype=np.float64)
+    x = to_engine(np.random.default_rng(0).normal(size=(4, 2, 9, 9)))
+    x[:, :, :3] = -1.0  # windows that are all negative, and ties among them after the ReLU
+    y, cache = model.forward(state, x, train=True)
+    gy = np.random.default_rng(1).normal(size=y.shape)
+    gx, grads = model.backward(state, cache, gy, need_gx=True)
+
+    ctx, h, caches = Context(train=True), x, []
+    declared = model.root.children()
+    for name, layer in declared:
+        h, c = layer.forward(state.get(name, {}), h, ctx)
+        caches.append(c)
+    g, ref_grads = gy, {}
+    for (name, layer), c in zip(reversed(declared), reversed(caches)):
+        g, gp = layer.backward(state.get(name, {}), c, g)
+        if gp:
+            ref_grads[name] = gp
+    np.testing.assert_array_equal(y, h)
+    np.testing.assert_array_equal(gx, g)
+    np.testing.assert_array_equal(grads["0"]["weight"], ref_grads["0"]["weight"])
