@@ -4,7 +4,7 @@ rules (no weights are allocated, so VGG-16 is instant).
 Memory is an estimate per batch: parameters, their gradients and the
 optimizer's state, plus the activations kept for backward (each layer's
 output, each convolution's padded input, and its column matrix where the
-engine keeps it: ``ops.conv.keeps_columns``, the rule the engine runs).
+engine builds it whole: ``ops.conv.whole_columns``, the rule the engine runs).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from .layers import RF
 from .model import Model
-from .ops.conv import keeps_columns
+from .ops.conv import whole_columns
 
 OPTIMIZER_SLOTS = {"sgd": lambda o: 1 if o.momentum else 0, "adam": lambda o: 2,
                    "adamw": lambda o: 2, "rmsprop": lambda o: 1 + (1 if o.momentum else 0)}
@@ -69,7 +69,7 @@ def _kept_input(layer, in_shape) -> int:
     """Elements per sample a convolution keeps for its weight gradient: its padded input.
 
     Its im2col columns (k² times larger) are kept as well only when small enough
-    (``memory`` applies ``keeps_columns``); others are rebuilt band by band."""
+    (``memory`` applies ``whole_columns``); others are rebuilt band by band."""
     if layer.type in ("conv2d", "conv1d"):
         padded = [n + a + b for n, (a, b) in zip(in_shape[1:], layer.pads())]
         return in_shape[0] * math.prod(padded)
@@ -100,7 +100,7 @@ def memory(rows, total, trainable, t, batch_size=None) -> dict:
     top = [r for r in rows if r.depth == 0]
     acts = sum(r.kept_elements for r in top) * batch * item
     acts += sum(r.column_elements * batch * item for r in rows
-                if r.column_elements and keeps_columns(r.column_elements * batch * item, True))
+                if r.column_elements and whole_columns(r.column_elements * batch * item))
     m = {"batch_size": batch, "parameters_bytes": total * item,
          "gradients_bytes": trainable * item, "optimizer_bytes": slots * trainable * item,
          "activations_bytes": acts}

@@ -98,37 +98,17 @@ def test_float32_bands_stay_float32(banded):
     assert y.dtype == gW.dtype == gx.dtype == np.float32
 
 
-@pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_kept_columns_are_filled_by_the_forward_bands_and_reused(geometry, banded,
-                                                               monkeypatch):
-    """Training keeps small column matrices: the forward's bands write them, and the weight
-    gradient reads them in per-worker shares instead of rebuilding them."""
-    case = _case(geometry)
-    whole = _all_three(*case)
-    banded(1)
-    monkeypatch.setattr(oc, "KEEP_BYTES", 1 << 30)
-    x, w, b, stride, pads, dilation, groups = case
-    y, patches = oc.conv_forward(x, w, b, stride, pads, dilation, groups, keep=True)
-    OH = patches.out_hw[0]
-    assert patches.cols is not None and patches.cols.shape[3] == OH  # complete after one pass
-    assert patches.bands == [(r, min(-(-OH // 2), OH - r)) for r in range(0, OH, -(-OH // 2))]
-    gy = np.random.default_rng(1).normal(size=y.shape)
-    gW = oc.conv_grad_weight(gy, patches, w.shape, groups)
-    np.testing.assert_allclose(y, whole[0], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(gW, whole[1], rtol=1e-12, atol=1e-12)
-    rebuilt = im2col(oc.pad_spatial(x, pads), w.shape[2:], patches.out_hw, stride, dilation)
-    np.testing.assert_array_equal(patches.cols, rebuilt)
-
-
-def test_only_training_keeps_columns_and_only_up_to_the_limit(banded, monkeypatch):
-    banded(1)
+def test_columns_are_whole_exactly_up_to_the_limit(monkeypatch):
+    """Up to WHOLE_BYTES the whole column matrix is built (and held for the backward pass),
+    equal to im2col; one byte less and the convolution works in bands."""
     x, w, b, stride, pads, dilation, groups = _case(GEOMETRIES[0])
     column_bytes = 3 * 9 * 9 * 8 * 3 * 8  # K · OH · OW · N · 8 bytes
-    monkeypatch.setattr(oc, "KEEP_BYTES", column_bytes)
-    assert oc.conv_forward(x, w, b, stride, pads, dilation, keep=True)[1].cols is not None
-    assert oc.conv_forward(x, w, b, stride, pads, dilation, keep=False)[1].cols is None
-    monkeypatch.setattr(oc, "KEEP_BYTES", column_bytes - 1)
-    assert oc.conv_forward(x, w, b, stride, pads, dilation, keep=True)[1].cols is None
+    monkeypatch.setattr(oc, "WHOLE_BYTES", column_bytes)
+    patches = oc.conv_forward(x, w, b, stride, pads, dilation)[1]
+    rebuilt = im2col(oc.pad_spatial(x, pads), w.shape[2:], patches.out_hw, stride, dilation)
+    np.testing.assert_array_equal(patches.cols, rebuilt)
+    monkeypatch.setattr(oc, "WHOLE_BYTES", column_bytes - 1)
+    assert oc.conv_forward(x, w, b, stride, pads, dilation)[1].cols is None
 
 
 def _blas_threads():
@@ -177,15 +157,15 @@ def test_split_matmul_equals_numpy(monkeypatch):
     assert len(shares) == 1
 
 
-@pytest.mark.parametrize("keep_limit", [1 << 30, 0])
-def test_summary_counts_columns_exactly_when_the_engine_keeps_them(keep_limit, banded,
-                                                                    monkeypatch):
-    """``cnnrun summary``'s memory estimate and the engine apply the same keeps_columns."""
+@pytest.mark.parametrize("whole_limit", [1 << 30, 0])
+def test_summary_counts_columns_exactly_when_the_engine_holds_them(whole_limit, monkeypatch):
+    """``cnnrun summary``'s memory estimate and the engine apply the same whole_columns."""
     from cnnrun.config.schema import TrainConfig
     from cnnrun.model import Model
     from cnnrun.summary import summarize
-    banded(1 << 12)
-    monkeypatch.setattr(oc, "KEEP_BYTES", keep_limit)
+    monkeypatch.setattr(parallel, "num_workers", lambda: 2)
+    monkeypatch.setattr(oc, "BAND_BYTES", 1 << 12)
+    monkeypatch.setattr(oc, "WHOLE_BYTES", whole_limit)
     model = Model([{"type": "conv2d", "name": "c", "out_channels": 4, "kernel_size": 3},
                    {"type": "flatten"}, {"type": "linear", "out_features": 3}], (2, 8, 8))
     train = TrainConfig(batch_size=5, dtype="float64")
@@ -194,10 +174,9 @@ def test_summary_counts_columns_exactly_when_the_engine_keeps_them(keep_limit, b
     assert rows["layers"][0]["column_elements"] == columns
     state = model.init(seed=0, dtype=np.float64)
     _, cache = model.forward(state, np.zeros((2, 8, 8, 5)), train=True)
-    patches = cache[0][0]
-    kept = patches.cols is not None
-    assert kept == (keep_limit > 0)
-    without = summarize(model, train)["memory"]["activations_bytes"]
-    monkeypatch.setattr(oc, "KEEP_BYTES", 0)
+    held = cache[0][0].cols is not None
+    assert held == (whole_limit > 0)
+    estimate = summarize(model, train)["memory"]["activations_bytes"]
+    monkeypatch.setattr(oc, "WHOLE_BYTES", 0)
     baseline = summarize(model, train)["memory"]["activations_bytes"]
-    assert without - baseline == (columns * 5 * 8 if kept else 0)
+    assert estimate - baseline == (columns * 5 * 8 if held else 0)

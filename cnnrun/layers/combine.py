@@ -110,8 +110,7 @@ class CombineMaps(ParamLayer):
         xp = get_array_module(x)
         C = x.shape[0]
         stride, pads, dilation = self._geo()
-        z, patches = conv_forward(x, p["kernel"], None, stride, pads, dilation, groups=C,
-                                  keep=ctx.train)
+        z, patches = conv_forward(x, p["kernel"], None, stride, pads, dilation, groups=C)
         alpha = softmax_rows(xp, p["mix"])  # (O, C)
         _, OH, OW, N = z.shape
         y = (alpha @ z.reshape(C, -1)).reshape(self.out_channels, OH, OW, N)  # (O, OH, OW, N)

@@ -155,7 +155,7 @@ class ConvNd(ParamLayer):
         x4 = x if self.nd == 2 else x[:, None]  # (C, L, N) -> (C, 1, L, N)
         stride, pads, dilation = self._as2d()
         y, patches = conv_forward(x4, self._weight2d(p["weight"]), p.get("bias"), stride, pads,
-                                  dilation, self.groups, keep=ctx.train)
+                                  dilation, self.groups)
         y = y if self.nd == 2 else y[:, 0]  # (O, 1, OL, N) -> (O, OL, N)
         return y, (patches, x4.shape[1:3])
 

@@ -9,13 +9,13 @@ and builds the columns one band of output rows at a time, a few megabytes,
 so each band is copied and multiplied while it is still in cache; the bands
 run on all cores (``parallel.map_bands``). The backward pass rebuilds them the
 same way rather than keeping them, which is also what keeps training memory
-near the activations' own size.
+near the activations' own size. A small matrix (``whole_columns``) is built in
+one piece and kept for the backward pass.
 
-Small column matrices are kept instead (``keeps_columns``): in training up to
-KEEP_BYTES, filled band by band during the forward pass. Rebuilding them would
-cost more than it saves there: LeNet's layers have so few output maps (6, 16)
-that the weight gradient of a band is a tiny product whose cost is the copy
-that rebuilt it; one product over the kept matrix runs at twice the speed.
+(Keeping larger matrices for the weight gradient, filled band by band, paid
+while each band took one copy per kernel tap; since the columns are one copy of
+a strided view, rebuilding them is as fast: LeNet-5 at batch 256 trained 1.08×
+faster without, ResNet-20 and VGG-11 were even, and it used less memory.)
 
 The input gradient of a stride-1 convolution is itself a convolution (of the
 padded output gradient with the flipped, transposed kernel), so it runs
@@ -37,13 +37,12 @@ WHOLE_BYTES = 8 << 20   # columns up to this size are built in one piece (LeNet 
 # Python call per kernel tap, and LeNet's 5×5 convolutions at batch 256 (one 0.7 MB row per
 # band at 1 MB) ran inference 1.36× faster in 4 MB bands; ResNet-20 and VGG-11 were even.
 BAND_BYTES = 4 << 20
-KEEP_BYTES = 24 << 20   # training keeps columns up to this size for the weight gradient
 
 
-def keeps_columns(column_bytes: int, train: bool) -> bool:
-    """Whether a convolution keeps its column matrix (else its padded input): up to
-    WHOLE_BYTES it is built whole anyway; training keeps larger ones up to KEEP_BYTES."""
-    return column_bytes <= (KEEP_BYTES if train else WHOLE_BYTES)
+def whole_columns(column_bytes: int) -> bool:
+    """Whether a convolution builds its column matrix whole (and keeps it for the backward
+    pass) rather than band by band from its padded input."""
+    return column_bytes <= WHOLE_BYTES
 
 
 def _out_hw(padded_hw, kernel, stride, dilation):
@@ -54,43 +53,31 @@ def _out_hw(padded_hw, kernel, stride, dilation):
 class Patches:
     """The im2col matrix (C, KH, KW, OH, OW, N) of a padded input, whole or by bands of rows.
 
-    A small matrix (WHOLE_BYTES) is built whole, one share of its rows per worker. A
-    larger one is built in bands of about BAND_BYTES, each multiplied while in cache; with
-    ``keep`` (training: the backward pass will read the columns again) one that passes
-    ``keeps_columns`` is written into a kept matrix band by band, else the bands go to
-    scratch buffers and are rebuilt when needed. A kept matrix is complete after the first
-    pass (``map``); later passes read it in per-worker shares instead of rebuilding it."""
+    A small matrix (``whole_columns``) is built whole, in the calling thread. A larger one
+    is built in bands of about BAND_BYTES into per-worker scratch buffers, each multiplied
+    while in cache, and rebuilt when the backward pass needs it again."""
 
-    def __init__(self, xpad, kernel, stride, dilation, keep=False):
+    def __init__(self, xpad, kernel, stride, dilation):
         self.xp = get_array_module(xpad)
         self.xpad, self.kernel, self.stride, self.dilation = xpad, kernel, stride, dilation
         C, _, _, N = xpad.shape
         self.out_hw = OH, OW = _out_hw(xpad.shape[1:3], kernel, stride, dilation)
         self.K = C * kernel[0] * kernel[1]
         row_bytes = self.K * OW * N * xpad.dtype.itemsize
-        whole = self.xp is not np or keeps_columns(row_bytes * OH, train=False)
-        self.cols = None  # the kept matrix, once complete
-        self._fill = None  # the kept matrix while the first pass fills it
+        whole = self.xp is not np or whole_columns(row_bytes * OH)
+        self.cols = None  # the whole matrix, when small
         self.windows = windows(xpad, kernel, self.out_hw, stride, dilation)  # a view
         if whole:  # small: one band, in this thread (see parallel.ThreadMode)
             self.cols = empty_apart(self.windows.shape, xpad)
             self.cols[...] = self.windows
             self.rows, self.bands = OH, [(0, OH)]
         else:
-            if keep and keeps_columns(row_bytes * OH, train=True):
-                self._fill = empty_apart((C, *kernel, OH, OW, N), xpad)
             R = max(1, min(OH, BAND_BYTES // row_bytes))
             self.rows, self.bands = R, [(r, min(R, OH - r)) for r in range(0, OH, R)]
 
-    def _share_rows(self):
-        """One band of output rows per worker (only NumPy fills a kept matrix in bands)."""
-        OH = self.out_hw[0]
-        R = -(-OH // parallel.num_workers())
-        self.rows, self.bands = R, [(r, min(R, OH - r)) for r in range(0, OH, R)]
-
     def buffers(self, k):
         """k flat scratch buffers, each large enough for the columns of one band."""
-        if self.cols is not None or self._fill is not None:
+        if self.cols is not None:
             return [None] * k
         size = self.K * self.rows * self.out_hw[1] * self.xpad.shape[3]
         return [empty_apart((size,), self.xpad) for _ in range(k)]
@@ -99,12 +86,9 @@ class Patches:
         """Columns of output rows r0 … r0+R−1 as a (K, R·OW·N) matrix."""
         C, _, _, N = self.xpad.shape
         OW = self.out_hw[1]
-        if self.cols is not None:  # (C·KH·KW, R·OW·N): a slice of each kept row, a view
+        if self.cols is not None:  # (C·KH·KW, R·OW·N): a slice of each row, a view
             return self.cols.reshape(self.K, -1)[:, r0 * OW * N:(r0 + R) * OW * N]
-        if self._fill is not None:
-            out = self._fill[:, :, :, r0:r0 + R]  # rows r0… of each column: strided, no copy
-        else:
-            out = buf[:self.K * R * OW * N].reshape(C, *self.kernel, R, OW, N)  # a prefix
+        out = buf[:self.K * R * OW * N].reshape(C, *self.kernel, R, OW, N)  # a prefix
         out[...] = self.windows[:, :, :, r0:r0 + R]  # the band's im2col: one copy
         return out.reshape(self.K, -1)  # (C·KH·KW, R·OW·N), a view
 
@@ -112,11 +96,7 @@ class Patches:
         """work(cols, r0, R) over every band, on all cores; the list of per-worker results."""
         def run(bands, buf):
             return [work(self.band(r0, R, buf), r0, R) for r0, R in bands]
-        results = map_bands(run, self.bands, self.buffers, self.xp)
-        if self._fill is not None:  # the kept matrix is complete: read it from now on
-            self.cols, self._fill = self._fill, None
-            self._share_rows()
-        return results
+        return map_bands(run, self.bands, self.buffers, self.xp)
 
 
 def _grouped(a, G):
@@ -142,10 +122,9 @@ def apply_weight(patches, weight, bias, groups=1):
     return y
 
 
-def conv_forward(x, weight, bias, stride, pads, dilation, groups=1, keep=False):
-    """y = W ⋆ x + b. Returns y and the Patches of x, for the backward pass (``keep``: one
-    will follow, so small column matrices are kept rather than rebuilt)."""
-    patches = Patches(pad_spatial(x, pads), weight.shape[2:], stride, dilation, keep)
+def conv_forward(x, weight, bias, stride, pads, dilation, groups=1):
+    """y = W ⋆ x + b. Returns y and the Patches of x, for the backward pass."""
+    patches = Patches(pad_spatial(x, pads), weight.shape[2:], stride, dilation)
     return apply_weight(patches, weight, bias, groups), patches
 
 
@@ -195,7 +174,7 @@ def _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups):
     img = xp.zeros((C, in_hw[0] + pt + pb, in_hw[1] + pl + pr, N), dtype=gy.dtype)
     WT = _grouped(weight.reshape(O, -1), groups).swapaxes(-1, -2)  # (G, K/G, O/G)
     row_bytes = C * KH * KW * OW * N * gy.dtype.itemsize
-    whole = xp is not np or row_bytes * OH <= WHOLE_BYTES
+    whole = xp is not np or whole_columns(row_bytes * OH)
     R = OH if whole else max(1, min(OH, BAND_BYTES // row_bytes))
     (sh, sw), (dh, dw) = stride, dilation
     for r0 in range(0, OH, R):
