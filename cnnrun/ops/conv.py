@@ -14,7 +14,7 @@ one piece and kept for the backward pass.
 
 (Keeping larger matrices for the weight gradient, filled band by band, paid
 while each band took one copy per kernel tap; since the columns are one copy of
-a strided view, rebuilding them is as fast: LeNet-5 at batch 256 trained 1.08×
+a strided view, rebuilding them is as fast: LeNet-5 at batch 256 trained 1.09×
 faster without, ResNet-20 and VGG-11 were even, and it used less memory.)
 
 The input gradient of a stride-1 convolution is itself a convolution (of the
@@ -29,13 +29,13 @@ import numpy as np
 from ..allocator import empty_apart
 from ..backend import get_array_module
 from .im2col import crop_spatial, pad_spatial, tap_slices, windows
-from . import parallel
 from .parallel import map_bands, matmul
 
 WHOLE_BYTES = 8 << 20   # columns up to this size are built in one piece (LeNet at batch 64)
-# Otherwise one band of columns is about this size. 4 MB rather than 1: each band costs a
-# Python call per kernel tap, and LeNet's 5×5 convolutions at batch 256 (one 0.7 MB row per
-# band at 1 MB) ran inference 1.36× faster in 4 MB bands; ResNet-20 and VGG-11 were even.
+# Otherwise one band of columns is about this size. 4 MB rather than 1: LeNet's 5×5
+# convolutions at batch 256 (one 0.7 MB row per band at 1 MB) ran inference 1.36× faster in
+# 4 MB bands, when each band still took one copy per kernel tap; ResNet-20 and VGG-11 were
+# even. With one copy per band, 1 MB and 4 MB measured the same (LeNet b256, 8 rounds).
 BAND_BYTES = 4 << 20
 
 
