@@ -28,7 +28,7 @@ import numpy as np
 
 from ..allocator import empty_apart
 from ..backend import get_array_module
-from .im2col import crop_spatial, pad_spatial, tap_slices, windows
+from .im2col import crop_spatial, im2col, pad_spatial, tap_slices, windows
 from .parallel import map_bands, matmul
 
 WHOLE_BYTES = 8 << 20   # columns up to this size are built in one piece (LeNet at batch 64)
@@ -65,13 +65,13 @@ class Patches:
         self.K = C * kernel[0] * kernel[1]
         row_bytes = self.K * OW * N * xpad.dtype.itemsize
         whole = self.xp is not np or whole_columns(row_bytes * OH)
-        self.cols = None  # the whole matrix, when small
-        self.windows = windows(xpad, kernel, self.out_hw, stride, dilation)  # a view
+        self.cols = self.windows = None  # the whole matrix, or the view bands copy from
         if whole:  # small: one band, in this thread (see parallel.ThreadMode)
-            self.cols = empty_apart(self.windows.shape, xpad)
-            self.cols[...] = self.windows
+            out = empty_apart((C, *kernel, OH, OW, N), xpad)
+            self.cols = im2col(xpad, kernel, self.out_hw, stride, dilation, out=out)
             self.rows, self.bands = OH, [(0, OH)]
         else:
+            self.windows = windows(xpad, kernel, self.out_hw, stride, dilation)
             R = max(1, min(OH, BAND_BYTES // row_bytes))
             self.rows, self.bands = R, [(r, min(R, OH - r)) for r in range(0, OH, R)]
 
