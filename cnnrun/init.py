@@ -9,9 +9,10 @@ gives the same weights whatever the dtype or backend.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 InitName = Literal["he_normal", "he_uniform", "glorot_normal", "glorot_uniform",
                    "lecun_normal", "lecun_uniform", "torch_default", "zeros", "ones"]
@@ -35,6 +36,7 @@ def init_weight(rng: np.random.Generator, shape, scheme: str) -> np.ndarray:
     """A weight tensor drawn by ``scheme`` (float64, host)."""
     fan_in, fan_out = fans(tuple(shape))
     if scheme in ("zeros", "ones"):
+        import numpy as np  # lazily: see backend.py
         return np.full(shape, 1.0 if scheme == "ones" else 0.0)
     if scheme == "torch_default":  # kaiming_uniform(a=√5) = U(±1/√fan_in)
         return _draw(rng, shape, "uniform", 1.0 / math.sqrt(3.0 * fan_in))
@@ -51,4 +53,5 @@ def init_bias(rng: np.random.Generator, shape, weight_shape, scheme: str) -> np.
         fan_in, _ = fans(tuple(weight_shape))
         bound = 1.0 / math.sqrt(fan_in)
         return rng.uniform(-bound, bound, size=shape)
+    import numpy as np  # lazily: see backend.py
     return np.zeros(shape)

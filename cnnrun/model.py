@@ -7,7 +7,6 @@ optimizers and checkpoints use, sharing the same arrays.
 
 from __future__ import annotations
 
-import numpy as np
 
 from .backend import get_array_module, to_device
 from .layers import RF, Context, Layer
@@ -72,8 +71,11 @@ class Model:
         return self.root.receptive_field(RF.of_input(self.input_shape[1:]), self.input_shape)
 
     # ---- state ----------------------------------------------------------------
-    def init(self, seed: int = 0, dtype=np.float32, xp=np) -> dict:
-        """Draw parameters on the host from ``seed`` (float64), then cast and move once."""
+    def init(self, seed: int = 0, dtype="float32", xp=None) -> dict:
+        """Draw parameters on the host from ``seed`` (float64), then cast and move once to
+        ``xp`` (NumPy by default)."""
+        import numpy as np  # lazily: see backend.py
+        xp = np if xp is None else xp
         rng = np.random.default_rng(seed)
         host = self.root.init_state(self.input_shape, rng)
         return _map(host, lambda a: to_device(np.asarray(a, dtype=dtype), xp))

@@ -1,6 +1,9 @@
 """The CLI through Typer's test runner: commands, JSON outputs, exit codes, no tracebacks."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +49,29 @@ def test_help_lists_the_commands():
     assert r.exit_code == 0
     for cmd in ("train", "eval", "summary", "validate", "predict", "layers"):
         assert cmd in r.output
+
+
+STARTUP_PROBE = """
+import sys
+sys.argv = ["cnnrun", *sys.argv[1:]]
+from cnnrun.cli import app
+try:
+    app()
+except SystemExit as e:
+    assert not e.code, e.code
+print(sorted(m for m in ("numpy", "torch", "cupy", "matplotlib", "onnx") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["summary", "configs/vgg16.yaml"],
+                                  ["summary", "configs/resnet20-cifar10.yaml", "--json"]])
+def test_startup_commands_import_no_array_library(args):
+    """--help and summary use shape rules only: importing NumPy (75 ms) or PyTorch (2 s) at
+    start-up would be paid on every call. A fresh interpreter, since this one has both."""
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", STARTUP_PROBE, *args], cwd=root,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_train_writes_the_run_directory(trained):

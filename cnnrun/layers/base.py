@@ -22,12 +22,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from ..init import InitName, init_bias, init_weight
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Shape = tuple[int, ...]
 
@@ -216,12 +218,15 @@ class ParamLayer(Layer):
         return state
 
     def default_param(self, pname: str, shape: Shape, rng) -> np.ndarray:
+        import numpy as np  # lazily: see backend.py
         return np.zeros(shape)
 
     def default_buffer(self, bname: str, shape: Shape) -> np.ndarray:
+        import numpy as np  # lazily: see backend.py
         return np.zeros(shape)
 
     def given_weights(self, shapes: dict[str, Shape]) -> dict[str, np.ndarray]:
+        import numpy as np  # lazily: see backend.py
         given = {}
         for pname, value in (self.weights or {}).items():
             if pname not in shapes:

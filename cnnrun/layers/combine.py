@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Optional
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from ..backend import get_array_module
@@ -90,6 +89,7 @@ class CombineMaps(ParamLayer):
     def default_param(self, pname, shape, rng):
         if pname == "kernel":
             return rng.uniform(-1, 1, shape) / math.sqrt(shape[2] * shape[3])
+        import numpy as np  # lazily: see backend.py
         return np.zeros(shape)  # mix: uniform α to start
 
     def macs(self, in_shape):
@@ -101,6 +101,7 @@ class CombineMaps(ParamLayer):
         C, K, pad = in_shape[0], self.kernel_size, self.padding
         z = g.op("Conv", x, g.const(p["kernel"], "kernel"), group=C, kernel_shape=[K, K],
                  pads=[pad] * 4)  # each map filtered on its own
+        import numpy as np  # lazily: see backend.py
         alpha = softmax_rows(np, np.asarray(p["mix"], dtype=np.float64))  # (O, C), fixed now
         mix = [z, g.const(alpha[:, :, None, None], "mix")] + \
             ([g.const(p["bias"], "bias")] if self.bias else [])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Optional, Union
 
-import numpy as np
 from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from ..backend import get_array_module
@@ -93,10 +92,10 @@ class ConvNd(ParamLayer):
 
     def mask(self, in_channels, xp, dtype):
         """(O, C, 1, ...) ones where an output map reads an input map, else zeros."""
-        m = np.zeros((self.out_channels, in_channels) + (1,) * self.nd)
+        m = xp.zeros((self.out_channels, in_channels) + (1,) * self.nd, dtype=dtype)
         for j, row in enumerate(self.connections_table):
             m[j, row] = 1.0
-        return xp.asarray(m, dtype=dtype)
+        return m
 
     def _links(self, in_shape) -> int:
         """Input maps summed per output map, over all output maps."""
@@ -111,7 +110,8 @@ class ConvNd(ParamLayer):
     def init_state(self, in_shape, rng):
         state = super().init_state(in_shape, rng)
         if self.connections_table is not None:  # unconnected kernels are zero and stay zero
-            state["weight"] *= self.mask(in_shape[0], np, np.float64)
+            w = state["weight"]
+            w *= self.mask(in_shape[0], get_array_module(w), w.dtype)
         return state
 
     def receptive_field(self, rf, in_shape):

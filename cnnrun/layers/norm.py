@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-import numpy as np
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from ..backend import get_array_module
@@ -39,6 +38,7 @@ class BatchNorm(ParamLayer):
         return {"running_mean": (in_shape[0],), "running_var": (in_shape[0],)}
 
     def init_state(self, in_shape, rng):
+        import numpy as np  # lazily: see backend.py
         state = {name: np.zeros(s) for name, s in self.param_shapes(in_shape).items()}
         if self.affine:
             state["weight"][:] = 1.0
@@ -52,6 +52,7 @@ class BatchNorm(ParamLayer):
         if not self.track_running_stats:
             raise g.unsupported(self, "without running statistics it normalises by the batch "
                                       "even in evaluation")
+        import numpy as np  # lazily: see backend.py
         C = in_shape[0]
         scale = p["weight"] if self.affine else np.ones(C)
         shift = p["bias"] if self.affine else np.zeros(C)
@@ -205,6 +206,7 @@ class LocalResponseNorm(Layer):
         if self.size % 2 == 0:
             raise g.unsupported(self, f"an even size ({self.size}) centres the window one "
                                       f"channel differently in ONNX's LRN")
+        import numpy as np  # lazily: see backend.py
         flat = len(in_shape) == 2  # ONNX's LRN wants (N, C, H, W): lend (C, L) an axis
         if flat:
             x = g.op("Unsqueeze", x, g.const([3], "axes", np.int64))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Optional, Union
 
-import numpy as np
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from ..backend import get_array_module
@@ -147,10 +146,11 @@ class AvgPool2d(Pool2d):
         return div[None, :, :, None]  # (1, OH, OW, 1) broadcasts over C and N
 
     def to_onnx(self, g, x, p, in_shape):
-        (pt, pb), (pl, pr) = pads = self.pads(in_shape[1:])
+        (pt, pb), (pl, pr) = self.pads(in_shape[1:])
         if not self.count_include_pad:  # divide by the input cells only
             return g.op("AveragePool", x, count_include_pad=0, **self._onnx_window(in_shape))
         # the declared zeros count, the ceil-mode overhang does not: pad explicitly first
+        import numpy as np  # lazily: see backend.py
         ph, pw = pair(self.padding)
         x = g.op("Pad", x, g.const([0, 0, ph, pw, 0, 0, ph, pw], "pads", np.int64))
         rest = ((pt - ph, pb - ph), (pl - pw, pr - pw))
@@ -298,6 +298,7 @@ class AdaptiveAvgPool2d(Layer):
         (H, W), (OH, OW) = in_shape[1:], pair(self.output_size)
         if (H, W) == (OH, OW):
             return x
+        import numpy as np  # lazily: see backend.py
         Ah, Aw = bin_matrix(H, OH, np, np.float64), bin_matrix(W, OW, np, np.float64)
         t = g.op("MatMul", x, g.const(Aw.T, "bins_w"))  # (N, C, H, W) @ (W, OW)
         return g.op("MatMul", g.const(Ah, "bins_h"), t)  # (OH, H) @ (N, C, H, OW)

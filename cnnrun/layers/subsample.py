@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-import numpy as np
 from pydantic import PositiveInt
 
 from ..ops import pool as ops
@@ -46,6 +45,7 @@ class Subsample2d(ParamLayer):
         return {"weight": (in_shape[0],), "bias": (in_shape[0],)}
 
     def init_state(self, in_shape, rng):
+        import numpy as np  # lazily: see backend.py
         C = in_shape[0]
         state = {"weight": np.full(C, 1.0 / self.kernel_size ** 2), "bias": np.zeros(C)}
         state.update(self.given_weights(self.param_shapes(in_shape)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Union
 
-import numpy as np
 from pydantic import NonNegativeInt, PositiveInt
 
 from ..backend import get_array_module
@@ -146,6 +145,7 @@ class Upsample2d(Layer):
         return type(rf)(rf.size, jump, rf.start, self.output_shape(in_shape)[1:])
 
     def to_onnx(self, g, x, p, in_shape):
+        import numpy as np  # lazily: see backend.py
         sh, sw = pair(self.scale_factor)
         if self.mode == "nearest":
             scales = g.const([1.0, 1.0, sh, sw], "scales", np.float32)

@@ -24,10 +24,8 @@ through the same banded forward; other strides use col2im band by band.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..allocator import empty_apart
-from ..backend import get_array_module
+from ..backend import get_array_module, is_numpy
 from .im2col import crop_spatial, im2col, pad_spatial, tap_slices, windows
 from .parallel import map_bands, matmul
 
@@ -64,7 +62,7 @@ class Patches:
         self.out_hw = OH, OW = _out_hw(xpad.shape[1:3], kernel, stride, dilation)
         self.K = C * kernel[0] * kernel[1]
         row_bytes = self.K * OW * N * xpad.dtype.itemsize
-        whole = self.xp is not np or whole_columns(row_bytes * OH)
+        whole = not is_numpy(self.xp) or whole_columns(row_bytes * OH)
         self.cols = self.windows = None  # the whole matrix, or the view bands copy from
         if whole:  # small: one band, in this thread (see parallel.ThreadMode)
             out = empty_apart((C, *kernel, OH, OW, N), xpad)
@@ -174,9 +172,9 @@ def _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups):
     img = xp.zeros((C, in_hw[0] + pt + pb, in_hw[1] + pl + pr, N), dtype=gy.dtype)
     WT = _grouped(weight.reshape(O, -1), groups).swapaxes(-1, -2)  # (G, K/G, O/G)
     row_bytes = C * KH * KW * OW * N * gy.dtype.itemsize
-    whole = xp is not np or whole_columns(row_bytes * OH)
+    whole = not is_numpy(xp) or whole_columns(row_bytes * OH)
     R = OH if whole else max(1, min(OH, BAND_BYTES // row_bytes))
-    (sh, sw), (dh, dw) = stride, dilation
+    sh = stride[0]
     for r0 in range(0, OH, R):
         r = min(R, OH - r0)
         g = _grouped(gy[:, r0:r0 + r].reshape(O, -1), groups)  # (G, O/G, r·OW·N)

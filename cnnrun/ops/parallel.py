@@ -32,9 +32,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
-from ..backend import get_array_module
+from ..backend import get_array_module, is_numpy
 
 
 @functools.cache
@@ -118,13 +116,13 @@ def matmul(a, b):
     a large product has the columns of its result split over the workers; otherwise it
     is one call, on BLAS's threads where the pass leaves them."""
     xp = get_array_module(a)
-    k = num_workers() if xp is np else 1
+    k = num_workers() if is_numpy(xp) else 1
     cols = b.shape[-1]
     banded = _PASS.mode is not None and _PASS.mode.bands
     if not banded or k == 1 or cols < 2 * k or \
             a.shape[-2] * a.shape[-1] * cols < MATMUL_SPLIT_MACS:
         return xp.matmul(a, b)
-    out = xp.empty((*a.shape[:-1], cols), dtype=np.result_type(a, b))
+    out = xp.empty((*a.shape[:-1], cols), dtype=xp.result_type(a, b))
     step = -(-cols // k)
     shares = [slice(i, min(i + step, cols)) for i in range(0, cols, step)]
 
@@ -135,14 +133,14 @@ def matmul(a, b):
     return out
 
 
-def map_bands(work, bands, buffers, xp=np) -> list:
+def map_bands(work, bands, buffers, xp=None) -> list:
     """``work(bands_subset, buffer)`` for each worker's share of ``bands``; their results.
 
     ``buffers(k)`` makes k scratch buffers in the calling thread (so each worker
     reuses memory from the main heap). Bands are dealt round-robin, which keeps
     the shares equal when the last band is short.
     """
-    k = min(num_workers(), len(bands)) if xp is np else 1
+    k = min(num_workers(), len(bands)) if xp is None or is_numpy(xp) else 1
     bufs = buffers(k)
     if k == 1:
         return [work(bands, bufs[0])]
