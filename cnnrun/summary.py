@@ -2,9 +2,9 @@
 rules (no weights are allocated, so VGG-16 is instant).
 
 Memory is an estimate per batch: parameters, their gradients and the
-optimizer's state, plus the activations kept for backward (each layer's
-output, each convolution's padded input, and its column matrix where the
-engine builds it whole: ``ops.conv.whole_columns``, the rule the engine runs).
+optimizer's state, plus the activations kept for backward: each layer's
+output and each convolution's padded input. Column matrices are never kept
+(``ops.conv``: they are built band by band in each pass).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 
 from .layers import RF
 from .model import Model
-from .ops.conv import whole_columns
 
 OPTIMIZER_SLOTS = {"sgd": lambda o: 1 if o.momentum else 0, "adam": lambda o: 2,
                    "adamw": lambda o: 2, "rmsprop": lambda o: 1 + (1 if o.momentum else 0)}
@@ -33,8 +32,7 @@ class Row:
     jump: tuple
     start: tuple
     connections: int
-    kept_elements: int  # per sample, kept for backward (columns aside)
-    column_elements: int = 0  # per sample, a convolution's im2col matrix
+    kept_elements: int  # per sample, kept for backward
 
 
 def layer_rows(layer, in_shape, rf: RF, prefix: str = "", depth: int = 0) -> list[Row]:
@@ -52,24 +50,13 @@ def layer_rows(layer, in_shape, rf: RF, prefix: str = "", depth: int = 0) -> lis
         kept = math.prod(layer.output_shape(in_shape)) + _kept_input(layer, in_shape)
     row = Row(prefix.rstrip("."), layer.type, depth, tuple(layer.output_shape(in_shape)),
               layer.n_params(in_shape), layer.n_trainable(in_shape), layer.macs(in_shape),
-              out_rf.size, out_rf.jump, out_rf.start, layer.connections(in_shape), kept,
-              _columns(layer, in_shape))
+              out_rf.size, out_rf.jump, out_rf.start, layer.connections(in_shape), kept)
     return [row] + children
 
 
-def _columns(layer, in_shape) -> int:
-    """Elements per sample of a convolution's column matrix: C·KH·KW × OH·OW."""
-    if layer.type in ("conv2d", "conv1d"):
-        return in_shape[0] * math.prod(layer.kernel()) * \
-            math.prod(layer.output_shape(in_shape)[1:])
-    return 0
-
-
 def _kept_input(layer, in_shape) -> int:
-    """Elements per sample a convolution keeps for its weight gradient: its padded input.
-
-    Its im2col columns (k² times larger) are kept as well only when small enough
-    (``memory`` applies ``whole_columns``); others are rebuilt band by band."""
+    """Elements per sample a convolution keeps for its weight gradient: its padded input
+    (the columns are rebuilt from it band by band)."""
     if layer.type in ("conv2d", "conv1d"):
         padded = [n + a + b for n, (a, b) in zip(in_shape[1:], layer.pads())]
         return in_shape[0] * math.prod(padded)
@@ -99,8 +86,6 @@ def memory(rows, total, trainable, t, batch_size=None) -> dict:
     slots = OPTIMIZER_SLOTS[t.optimizer.type](t.optimizer)
     top = [r for r in rows if r.depth == 0]
     acts = sum(r.kept_elements for r in top) * batch * item
-    acts += sum(r.column_elements * batch * item for r in rows
-                if r.column_elements and whole_columns(r.column_elements * batch * item))
     m = {"batch_size": batch, "parameters_bytes": total * item,
          "gradients_bytes": trainable * item, "optimizer_bytes": slots * trainable * item,
          "activations_bytes": acts}

@@ -1,6 +1,7 @@
-"""The banded, multi-threaded convolution equals the whole-matrix one, band sizes and all.
+"""The banded, multi-threaded convolution equals the whole one, band sizes and all, and its
+column matrices (strided views over row shifts) are exactly im2col's, element by element.
 
-Small test inputs keep their columns whole, so without these tests the band
+Small test inputs keep their shifts whole, so without these tests the band
 path (the one every large network takes) would go unchecked. Here the size
 limits are forced down to one or two output rows per band, with two workers.
 """
@@ -11,7 +12,6 @@ import pytest
 from cnnrun.gradcheck import check_layer
 from cnnrun.ops import conv as oc
 from cnnrun.ops import parallel
-from cnnrun.ops.im2col import im2col
 from conftest import EXAMPLES, build
 
 GEOMETRIES = [  # kernel, stride, dilation, pads, groups
@@ -26,8 +26,9 @@ GEOMETRIES = [  # kernel, stride, dilation, pads, groups
 
 @pytest.fixture
 def banded(monkeypatch):
-    """Force bands: nothing kept whole, bands of `rows` output rows, two workers."""
+    """Force im2col bands: no shifts, nothing whole, bands of `rows_bytes`, two workers."""
     def force(rows_bytes):
+        monkeypatch.setattr(oc, "SHIFT_BYTES", 0)
         monkeypatch.setattr(oc, "WHOLE_BYTES", 0)
         monkeypatch.setattr(oc, "BAND_BYTES", rows_bytes)
         monkeypatch.setattr(parallel, "num_workers", lambda: 2)
@@ -52,20 +53,26 @@ def _all_three(x, w, b, stride, pads, dilation, groups):
     return y, gW, gx
 
 
-@pytest.mark.parametrize("rows", [1, 2.5], ids=["1-row", "2-rows"])
+def _patches(x, geometry_case):
+    x, w, _, stride, pads, dilation, groups = geometry_case
+    return oc.Patches(oc.pad_spatial(x, pads), w.shape[2:], stride, dilation, groups)
+
+
+@pytest.mark.parametrize("rows", [1, 2], ids=["1-row", "2-rows"])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 def test_bands_equal_whole(geometry, rows, banded):
+    """im2col bands of one or two output rows on two workers equal the one-band forward
+    from row shifts, and the whole im2col matrix's gradients."""
     case = _case(geometry)
     whole = _all_three(*case)
     x, w = case[0], case[1]
-    row_bytes = w.shape[1] * case[6] * w.shape[2] * w.shape[3] * x.shape[3] * 8 * \
-        oc.Patches(oc.pad_spatial(x, case[4]), w.shape[2:], case[3], case[5]).out_hw[1]
-    banded(int(rows * row_bytes))
+    row_bytes = 8 * w.shape[1] * case[6] * w.shape[2] * w.shape[3] * x.shape[3] * \
+        _patches(x, case).out_hw[1]
+    banded(rows * row_bytes + 7)  # a byte short of one more row
     y, patches = oc.conv_forward(*case[:3], *case[3:])
-    assert len(patches.bands) > 1 and patches.cols is None
+    assert not patches.use_shifts and patches.column_rows() == rows
     for a, b, name in zip(whole, _all_three(*case), ("y", "gW", "gx")):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12, err_msg=name)
-    assert patches.rows == int(rows)
 
 
 @pytest.mark.parametrize("geometry", [g for g in GEOMETRIES if g[1] == (1, 1)])
@@ -98,17 +105,36 @@ def test_float32_bands_stay_float32(banded):
     assert y.dtype == gW.dtype == gx.dtype == np.float32
 
 
-def test_columns_are_whole_exactly_up_to_the_limit(monkeypatch):
-    """Up to WHOLE_BYTES the whole column matrix is built (and held for the backward pass),
-    equal to im2col; one byte less and the convolution works in bands."""
-    x, w, b, stride, pads, dilation, groups = _case(GEOMETRIES[0])
-    column_bytes = 3 * 9 * 9 * 8 * 3 * 8  # K · OH · OW · N · 8 bytes
-    monkeypatch.setattr(oc, "WHOLE_BYTES", column_bytes)
-    patches = oc.conv_forward(x, w, b, stride, pads, dilation)[1]
-    rebuilt = im2col(oc.pad_spatial(x, pads), w.shape[2:], patches.out_hw, stride, dilation)
-    np.testing.assert_array_equal(patches.cols, rebuilt)
-    monkeypatch.setattr(oc, "WHOLE_BYTES", column_bytes - 1)
-    assert oc.conv_forward(x, w, b, stride, pads, dilation)[1].cols is None
+def _loop_columns(xpad, kernel, out_hw, stride, dilation, groups, r0, R):
+    """The (G, R, KH·(C/G)·KW, OW·N) column matrices of output rows r0 … r0+R−1, one element
+    at a time: entry [g, r, (i, c, j), (ow, n)] reads channel g·C/G + c of input row
+    (r0 + r)·sh + i·dh, column ow·sw + j·dw."""
+    C, _, _, N = xpad.shape
+    (KH, KW), OW, Cg = kernel, out_hw[1], C // groups
+    cols = np.empty((groups, R, KH, Cg, KW, OW, N))
+    for g, r, i, c, j, ow, n in np.ndindex(*cols.shape):
+        cols[g, r, i, c, j, ow, n] = xpad[g * Cg + c, (r0 + r) * stride[0] + i * dilation[0],
+                                          ow * stride[1] + j * dilation[1], n]
+    return cols.reshape(groups, R, KH * Cg * KW, OW * N)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_columns_match_a_loop_over_every_element(geometry):
+    """The views the forward product reads from row shifts, for all output rows and for
+    partial ranges, on a non-contiguous input. Views whose rows overlap are read-only."""
+    rng = np.random.default_rng(0)
+    kernel, stride, dilation, _, groups = geometry
+    base = rng.normal(size=(3 * groups, 11, 20, 7))
+    xpad = base[:, 1:, ::2, 1:6]  # (C, 10, 10, 5), strided in every axis but channels
+    p = oc.Patches(xpad, kernel, stride, dilation, groups)
+    assert p.use_shifts
+    buf = np.empty(p.shift_size)
+    OH = p.out_hw[0]
+    for r0, R in [(0, OH), (1, OH - 1), (OH - 1, 1)]:
+        cols = p.band(r0, R, buf)
+        expected = _loop_columns(xpad, kernel, p.out_hw, stride, dilation, groups, r0, R)
+        np.testing.assert_array_equal(cols, expected)
+        assert not cols.flags.writeable or not p.shifted
 
 
 def _blas_threads():
@@ -157,26 +183,19 @@ def test_split_matmul_equals_numpy(monkeypatch):
     assert len(shares) == 1
 
 
-@pytest.mark.parametrize("whole_limit", [1 << 30, 0])
-def test_summary_counts_columns_exactly_when_the_engine_holds_them(whole_limit, monkeypatch):
-    """``cnnrun summary``'s memory estimate and the engine apply the same whole_columns."""
+def test_summary_counts_what_a_convolution_keeps():
+    """``cnnrun summary``'s memory estimate: a convolution keeps its padded input and output
+    for the backward pass, and no column matrix (they are rebuilt band by band)."""
     from cnnrun.config.schema import TrainConfig
     from cnnrun.model import Model
     from cnnrun.summary import summarize
-    monkeypatch.setattr(parallel, "num_workers", lambda: 2)
-    monkeypatch.setattr(oc, "BAND_BYTES", 1 << 12)
-    monkeypatch.setattr(oc, "WHOLE_BYTES", whole_limit)
-    model = Model([{"type": "conv2d", "name": "c", "out_channels": 4, "kernel_size": 3},
-                   {"type": "flatten"}, {"type": "linear", "out_features": 3}], (2, 8, 8))
-    train = TrainConfig(batch_size=5, dtype="float64")
-    rows = summarize(model, train)
-    columns = 2 * 9 * 6 * 6  # C·KH·KW × OH·OW per sample
-    assert rows["layers"][0]["column_elements"] == columns
+    model = Model([{"type": "conv2d", "name": "c", "out_channels": 4, "kernel_size": 3,
+                    "padding": 1}, {"type": "flatten"}, {"type": "linear", "out_features": 3}],
+                  (2, 8, 8))
     state = model.init(seed=0, dtype=np.float64)
     _, cache = model.forward(state, np.zeros((2, 8, 8, 5)), train=True)
-    held = cache[0][0].cols is not None
-    assert held == (whole_limit > 0)
-    estimate = summarize(model, train)["memory"]["activations_bytes"]
-    monkeypatch.setattr(oc, "WHOLE_BYTES", 0)
-    baseline = summarize(model, train)["memory"]["activations_bytes"]
-    assert estimate - baseline == (columns * 5 * 8 if held else 0)
+    patches = cache[0][0]
+    arrays = [v for v in vars(patches).values() if isinstance(v, np.ndarray)]
+    assert len(arrays) == 1 and arrays[0] is patches.xpad and patches.xpad.shape == (2, 10, 10, 5)
+    row = summarize(model, TrainConfig(batch_size=5))["layers"][0]
+    assert row["kept_elements"] == 4 * 8 * 8 + 2 * 10 * 10  # output + padded input

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import oracles
 from cnnrun.layers import Context
 from cnnrun.layout import to_engine, to_external
-from cnnrun.ops.im2col import col2im, im2col, windows
+from cnnrun.ops.spatial import windows
 from conftest import build
 
 
@@ -110,24 +110,10 @@ def test_conv_and_conv_transpose_are_adjoint(k, s, p, d, h, w, groups):
     np.testing.assert_allclose((cx * y).sum(), (x * ty).sum(), rtol=1e-10)
 
 
-@settings(max_examples=40, deadline=None)
-@given(k=st.integers(1, 3), s=st.integers(1, 3), d=st.integers(1, 2), h=st.integers(3, 8))
-def test_im2col_and_col2im_are_adjoint(k, s, d, h):
-    keff = d * (k - 1) + 1
-    if keff > h:
-        return
-    rng = np.random.default_rng(h)
-    out = ((h - keff) // s + 1, (h + 1 - keff) // s + 1)
-    x = rng.normal(size=(2, h, h + 1, 3))
-    cols = im2col(x, (k, k), out, (s, s), (d, d))
-    c = rng.normal(size=cols.shape)
-    np.testing.assert_allclose((cols * c).sum(), (x * col2im(c, x.shape[1:3], (s, s), (d, d))).sum(),
-                               rtol=1e-12)
-
-
 @pytest.mark.parametrize("stride, dilation", [((1, 1), (1, 1)), ((2, 1), (1, 2)), ((3, 2), (2, 1))])
 def test_windows_match_a_loop_over_every_element(stride, dilation):
-    """The strided view im2col copies from, element by element, on a non-contiguous input."""
+    """The im2col view the weight gradient copies from, element by element, on a non-contiguous
+    input."""
     rng = np.random.default_rng(0)
     base = rng.normal(size=(3, 11, 12, 10))
     xpad = base[:, 1:, ::2, 1:6]  # (3, 10, 6, 5), strided in every axis but channels

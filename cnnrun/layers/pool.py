@@ -9,7 +9,7 @@ from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from ..backend import get_array_module
 from ..ops import pool as ops
-from ..ops.im2col import crop_spatial, pad_spatial
+from ..ops.spatial import crop_spatial, pad_spatial
 from ..ops.shapes import conv_out_size, window_padding
 from ..registry import LAYERS
 from .base import Layer, ShapeError, pair

@@ -9,7 +9,7 @@ from pydantic import NonNegativeInt, PositiveInt
 
 from ..backend import get_array_module
 from ..ops.conv import Patches, conv_forward, conv_grad_input, conv_grad_weight
-from ..ops.im2col import pad_spatial
+from ..ops.spatial import pad_spatial
 from ..ops.shapes import conv_transpose_out_size
 from ..registry import LAYERS
 from .base import Layer, ParamLayer, ShapeError, pair
@@ -108,7 +108,7 @@ class ConvTranspose2d(ParamLayer):
         if not self.trainable:
             return gx, {}
         if patches is None:
-            patches = Patches(pad_spatial(gy, pads), k, s, d)
+            patches = Patches(pad_spatial(gy, pads), k, s, d, self.groups)
         grads = {"weight": conv_grad_weight(x, patches, p["weight"].shape, self.groups)}
         if self.bias:
             grads["bias"] = gy.sum(axis=(1, 2, 3))

@@ -1,1 +1,2 @@
-"""Array kernels shared by several layers (shape arithmetic, im2col, col2im)."""
+"""Array kernels shared by several layers (shape arithmetic, padding, convolution, pooling,
+threads)."""

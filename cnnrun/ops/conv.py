@@ -1,46 +1,63 @@
-"""Grouped 2-D convolution (cross-correlation) as im2col + matrix products, in bands.
+"""Grouped 2-D convolution (cross-correlation) as matrix products.
 
 Shapes (engine layout, batch last):
   x (C, H, W, N), weight (O, C/G, KH, KW) as in PyTorch, y (O, OH, OW, N).
 
-The column matrix of a large input (ResNet's first stage: 9× the activation,
-75 MB at batch 128) is never built whole. ``Patches`` holds the padded input
-and builds the columns one band of output rows at a time, a few megabytes,
-so each band is copied and multiplied while it is still in cache; the bands
-run on all cores (``parallel.map_bands``). The backward pass rebuilds them the
-same way rather than keeping them, which is also what keeps training memory
-near the activations' own size. A small matrix (``whole_columns``) is built in
-one piece and kept for the backward pass.
+A small input's forward product reads *row shifts*, not im2col. im2col copies
+the input KH·KW times (25× for LeNet's 5×5 kernels); ``Patches.band`` copies it
+KW times: for every input row, the KW horizontal shifts of every channel, laid
+out (G, rows, C/G, KW, OW, N). In that layout the KH·(C/G)·KW column entries of
+output row r are consecutive blocks of OW·N elements starting at input row
+r·stride, so each output row's column matrix is a strided *view*, and
+neighbouring rows share the input rows they overlap. The forward is one
+batched product over output rows on BLAS's threads, the kernel reordered to
+match (kernel row, channel, kernel column): LeNet-5 inferred 1.20× faster at
+batch 64 (5 interleaved rounds). Vertical dilation breaks the overlap: such a
+convolution copies all KH·KW taps per row.
 
-(Keeping larger matrices for the weight gradient, filled band by band, paid
-while each band took one copy per kernel tap; since the columns are one copy of
-a strided view, rebuilding them is as fast: LeNet-5 at batch 256 trained 1.09×
-faster without, ResNet-20 and VGG-11 were even, and it used less memory.)
+Larger inputs, and every weight gradient, go through im2col bands
+(``Patches.map_columns``): the column matrix of a band of output rows, a few
+megabytes, is one copy of a strided view (``spatial.windows``), multiplied
+while still in cache in one product with a long inner dimension; bands run on
+all cores (``parallel.map_bands``). Nothing larger than a band is built
+(ResNet-20's first-stage im2col would be 75 MB at batch 128) except an im2col
+matrix up to WHOLE_BYTES, and nothing is kept between the passes but the
+padded input, which keeps training memory near the activations' own size.
 
 The input gradient of a stride-1 convolution is itself a convolution (of the
 padded output gradient with the flipped, transposed kernel), so it runs
-through the same banded forward; other strides use col2im band by band.
+through the same forward; other strides use col2im band by band.
 """
 
 from __future__ import annotations
 
 from ..allocator import empty_apart
 from ..backend import get_array_module, is_numpy
-from .im2col import crop_spatial, im2col, pad_spatial, tap_slices, windows
 from .parallel import map_bands, matmul
+from .spatial import crop_spatial, pad_spatial, tap_slices, windows
 
-WHOLE_BYTES = 8 << 20   # columns up to this size are built in one piece (LeNet at batch 64)
-# Otherwise one band of columns is about this size. 4 MB rather than 1: LeNet's 5×5
-# convolutions at batch 256 (one 0.7 MB row per band at 1 MB) ran inference 1.36× faster in
-# 4 MB bands, when each band still took one copy per kernel tap; ResNet-20 and VGG-11 were
-# even. With one copy per band, 1 MB and 4 MB measured the same (LeNet b256, 8 rounds).
+WHOLE_BYTES = 8 << 20   # im2col matrices up to this size are built in one piece (LeNet b64)
+# Otherwise one band is about this size. 4 MB rather than 1: LeNet's 5×5 convolutions at
+# batch 256 (one 0.7 MB im2col row per band at 1 MB) ran inference 1.36× faster in 4 MB
+# bands when each band took one copy per kernel tap; ResNet-20 and VGG-11 were even.
 BAND_BYTES = 4 << 20
+SHIFT_BYTES = 4 << 20  # inputs whose row shifts fit here take the forward from shifts
 
 
 def whole_columns(column_bytes: int) -> bool:
-    """Whether a convolution builds its column matrix whole (and keeps it for the backward
-    pass) rather than band by band from its padded input."""
+    """Whether an im2col matrix is built in one piece, in the calling thread."""
     return column_bytes <= WHOLE_BYTES
+
+
+def shift_elements(channels, kernel, out_hw, stride, dilation, rows=None, batch=1) -> int:
+    """Elements of the row shifts of ``rows`` output rows (default: all of them): KW copies
+    of every input row they read, or with vertical dilation all KH·KW taps per row."""
+    (KH, KW), (OH, OW) = kernel, out_hw
+    R = OH if rows is None else rows
+    per_row = channels * KW * OW * batch
+    if dilation[0] == 1:
+        return ((R - 1) * stride[0] + KH) * per_row
+    return R * KH * per_row
 
 
 def _out_hw(padded_hw, kernel, stride, dilation):
@@ -48,81 +65,146 @@ def _out_hw(padded_hw, kernel, stride, dilation):
                  for n, k, s, d in zip(padded_hw, kernel, stride, dilation))
 
 
+def _as_strided(xp, a, shape, strides):
+    if is_numpy(xp):  # overlapping views: read-only (CuPy's as_strided has no such flag)
+        return xp.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(a, shape, strides)
+
+
+def _bands(OH, R):
+    return [(r, min(R, OH - r)) for r in range(0, OH, R)]
+
+
 class Patches:
-    """The im2col matrix (C, KH, KW, OH, OW, N) of a padded input, whole or by bands of rows.
+    """A padded input's column matrices: from row shifts for the forward product of a small
+    input (``band``), else from im2col by bands of output rows (``map_columns``)."""
 
-    A small matrix (``whole_columns``) is built whole, in the calling thread. A larger one
-    is built in bands of about BAND_BYTES into per-worker scratch buffers, each multiplied
-    while in cache, and rebuilt when the backward pass needs it again."""
-
-    def __init__(self, xpad, kernel, stride, dilation):
+    def __init__(self, xpad, kernel, stride, dilation, groups=1):
         self.xp = get_array_module(xpad)
         self.xpad, self.kernel, self.stride, self.dilation = xpad, kernel, stride, dilation
+        self.groups = G = groups
         C, _, _, N = xpad.shape
         self.out_hw = OH, OW = _out_hw(xpad.shape[1:3], kernel, stride, dilation)
-        self.K = C * kernel[0] * kernel[1]
-        row_bytes = self.K * OW * N * xpad.dtype.itemsize
-        whole = not is_numpy(self.xp) or whole_columns(row_bytes * OH)
-        self.cols = self.windows = None  # the whole matrix, or the view bands copy from
-        if whole:  # small: one band, in this thread (see parallel.ThreadMode)
-            out = empty_apart((C, *kernel, OH, OW, N), xpad)
-            self.cols = im2col(xpad, kernel, self.out_hw, stride, dilation, out=out)
-            self.rows, self.bands = OH, [(0, OH)]
-        else:
-            self.windows = windows(xpad, kernel, self.out_hw, stride, dilation)
-            R = max(1, min(OH, BAND_BYTES // row_bytes))
-            self.rows, self.bands = R, [(r, min(R, OH - r)) for r in range(0, OH, R)]
+        self.Kg = C // G * kernel[0] * kernel[1]
+        self.shifted = dilation[0] == 1  # output rows overlap in the shifts (see above)
+        item = xpad.dtype.itemsize
 
-    def buffers(self, k):
-        """k flat scratch buffers, each large enough for the columns of one band."""
-        if self.cols is not None:
-            return [None] * k
-        size = self.K * self.rows * self.out_hw[1] * self.xpad.shape[3]
-        return [empty_apart((size,), self.xpad) for _ in range(k)]
+        # Shifts are used where they are small: there the forward is one batched
+        # product on BLAS's threads. Larger inputs go through im2col bands on the workers:
+        # per-row products from shifts ran ResNet-20's training 6 % slower (4 rounds).
+        self.shift_size = shift_elements(C, kernel, self.out_hw, stride, dilation, OH, N)
+        self.use_shifts = not is_numpy(self.xp) or self.shift_size * item <= SHIFT_BYTES
+
+    # ---- row shifts, for the forward product ------------------------------------------
+    def _shift(self, r0, R, buf):
+        """Copy the input rows that output rows r0 … r0+R−1 read into buf, shaped
+        (G, rows, C/G, KW, OW, N), or (G, R, KH, C/G, KW, OW, N) with vertical dilation."""
+        G, (KH, KW), (sh, sw), (dh, dw) = self.groups, self.kernel, self.stride, self.dilation
+        C, _, _, N = self.xpad.shape
+        sC, sH, sW, sN = self.xpad.strides
+        tail = (C // G, KW, self.out_hw[1], N)
+        tail_strides = (sC, dw * sW, sw * sW, sN)
+        if self.shifted:
+            shape = (G, (R - 1) * sh + KH, *tail)
+            strides = (C // G * sC, sH, *tail_strides)
+        else:
+            shape = (G, R, KH, *tail)
+            strides = (C // G * sC, sh * sH, dh * sH, *tail_strides)
+        source = _as_strided(self.xp, self.xpad[:, r0 * sh:], shape, strides)
+        out = buf[:source.size].reshape(shape)  # a prefix of the buffer
+        out[...] = source  # one copy, written in order
+        return out
 
     def band(self, r0, R, buf):
-        """Columns of output rows r0 … r0+R−1 as a (K, R·OW·N) matrix."""
+        """Columns of output rows r0 … r0+R−1, shifted into buf: (G, R, KH·(C/G)·KW, OW·N),
+        a view (read-only where rows overlap)."""
+        shifts = self._shift(r0, R, buf)
+        L = self.out_hw[1] * self.xpad.shape[3]
+        if not self.shifted:
+            return shifts.reshape(self.groups, R, self.Kg, L)
+        sG, sRow = shifts.strides[:2]  # sRow: one input row of shifts, (C/G)·KW·L elements
+        item = shifts.dtype.itemsize
+        return _as_strided(self.xp, shifts, (self.groups, R, self.Kg, L),
+                           (sG, self.stride[0] * sRow, L * item, item))
+
+    # ---- im2col bands, for larger inputs and the weight gradient ------------------------
+    def column_rows(self) -> int:
+        """Output rows per im2col band: all of them up to WHOLE_BYTES, else about BAND_BYTES."""
+        OH, OW = self.out_hw
+        row_bytes = self.Kg * self.groups * OW * self.xpad.shape[3] * self.xpad.dtype.itemsize
+        if not is_numpy(self.xp) or whole_columns(row_bytes * OH):
+            return OH
+        return max(1, min(OH, BAND_BYTES // row_bytes))
+
+    def map_columns(self, work):
+        """work(cols, r0, R) over im2col bands, cols a (C·KH·KW, R·OW·N) matrix, on all cores;
+        the per-worker results."""
         C, _, _, N = self.xpad.shape
-        OW = self.out_hw[1]
-        if self.cols is not None:  # (C·KH·KW, R·OW·N): a slice of each row, a view
-            return self.cols.reshape(self.K, -1)[:, r0 * OW * N:(r0 + R) * OW * N]
-        out = buf[:self.K * R * OW * N].reshape(C, *self.kernel, R, OW, N)  # a prefix
-        out[...] = self.windows[:, :, :, r0:r0 + R]  # the band's im2col: one copy
-        return out.reshape(self.K, -1)  # (C·KH·KW, R·OW·N), a view
+        (OH, OW), K = self.out_hw, self.Kg * self.groups
+        view = windows(self.xpad, self.kernel, self.out_hw, self.stride, self.dilation)
+        row = K * OW * N  # elements per output row
+        R = self.column_rows()
 
-    def map(self, work):
-        """work(cols, r0, R) over every band, on all cores; the list of per-worker results."""
         def run(bands, buf):
-            return [work(self.band(r0, R, buf), r0, R) for r0, R in bands]
-        return map_bands(run, self.bands, self.buffers, self.xp)
+            out = []
+            for r0, r in bands:
+                cols = buf[:row * r].reshape(C, *self.kernel, r, OW, N)  # a prefix
+                cols[...] = view[:, :, :, r0:r0 + r]  # the band's im2col: one copy
+                out.append(work(cols.reshape(K, -1), r0, r))  # (C·KH·KW, r·OW·N)
+            return out
+
+        def buffers(k):
+            return [empty_apart((row * R,), self.xpad) for _ in range(k)]
+        return map_bands(run, _bands(OH, R), buffers, self.xp)
 
 
-def _grouped(a, G):
-    """(G·m, …) matrix → (G, m, …) for a batched product; unchanged view when G = 1."""
-    return a if G == 1 else a.reshape(G, a.shape[0] // G, *a.shape[1:])
+def _kernel_rows(weight, G):
+    """(O, C/G, KH, KW) → (G, 1, O/G, KH·(C/G)·KW): each output map's weights in the shifts'
+    column order (kernel row, channel, kernel column), broadcast over output rows."""
+    O, Cg, KH, KW = weight.shape
+    w = weight.reshape(G, O // G, Cg, KH, KW).transpose(0, 1, 3, 2, 4)
+    return w.reshape(G, 1, O // G, KH * Cg * KW)  # a copy: the axes were reordered
+
+
+def _output_rows(y, r0, R, G):
+    """Rows r0 … r0+R−1 of a (O, OH, OW, N) array as (G, R, O/G, OW·N), a view where y
+    is contiguous (each (O/G, OW·N) slice then has unit stride along its rows)."""
+    O, OH, OW, N = y.shape
+    return y.reshape(G, O // G, OH, OW * N)[:, :, r0:r0 + R].transpose(0, 2, 1, 3)
 
 
 def apply_weight(patches, weight, bias, groups=1):
     """y = W ⋆ x (+ b) from the patches of x: (O, OH, OW, N)."""
-    xp = patches.xp
+    xp, G = patches.xp, patches.groups
+    assert groups == G, "the patches were made for another number of groups"
     O = weight.shape[0]
     OH, OW = patches.out_hw
     N = patches.xpad.shape[3]
     y = xp.empty((O, OH, OW, N), dtype=patches.xpad.dtype)
-    W2 = _grouped(weight.reshape(O, -1), groups)  # (G, O/G, K/G)
+    if patches.use_shifts:  # one product per output row, straight into y
+        cols = patches.band(0, OH, empty_apart((patches.shift_size,), patches.xpad))
+        out = _output_rows(y, 0, OH, G)
+        if is_numpy(xp):
+            xp.matmul(_kernel_rows(weight, G), cols, out=out)
+        else:
+            out[...] = xp.matmul(_kernel_rows(weight, G), cols)
+        if bias is not None:
+            out += bias.reshape(G, 1, O // G, 1)
+        return y
+    W2 = _grouped(weight.reshape(O, -1), G)  # (G, O/G, K/G)
 
     def work(cols, r0, R):
         out = y[:, r0:r0 + R].reshape(O, R * OW * N)  # a view: rows are contiguous per map
-        xp.matmul(W2, _grouped(cols, groups), out=_grouped(out, groups))
+        xp.matmul(W2, _grouped(cols, G), out=_grouped(out, G))
         if bias is not None:
             out += bias[:, None]
-    patches.map(work)
+    patches.map_columns(work)
     return y
 
 
 def conv_forward(x, weight, bias, stride, pads, dilation, groups=1):
     """y = W ⋆ x + b. Returns y and the Patches of x, for the backward pass."""
-    patches = Patches(pad_spatial(x, pads), weight.shape[2:], stride, dilation)
+    patches = Patches(pad_spatial(x, pads), weight.shape[2:], stride, dilation, groups)
     return apply_weight(patches, weight, bias, groups), patches
 
 
@@ -134,8 +216,13 @@ def conv_grad_weight(gy, patches, weight_shape, groups=1):
     def work(cols, r0, R):
         g = gy[:, r0:r0 + R].reshape(O, -1)  # (O, R·OW·N)
         return xp.matmul(_grouped(g, groups), _grouped(cols, groups).swapaxes(-1, -2))
-    parts = [p for share in patches.map(work) for p in share]
+    parts = [p for share in patches.map_columns(work) for p in share]
     return sum(parts[1:], parts[0]).reshape(weight_shape)
+
+
+def _grouped(a, G):
+    """(G·m, …) matrix → (G, m, …) for a batched product; unchanged view when G = 1."""
+    return a if G == 1 else a.reshape(G, a.shape[0] // G, *a.shape[1:])
 
 
 def transposed_kernel(weight, groups):

@@ -9,7 +9,7 @@ MNIST's flat zero backgrounds.
 from __future__ import annotations
 
 from ..backend import get_array_module
-from .im2col import tap_slices
+from .spatial import tap_slices
 
 
 def taps(kernel):
