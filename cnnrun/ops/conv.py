@@ -49,15 +49,14 @@ def whole_columns(column_bytes: int) -> bool:
     return column_bytes <= WHOLE_BYTES
 
 
-def shift_elements(channels, kernel, out_hw, stride, dilation, rows=None, batch=1) -> int:
-    """Elements of the row shifts of ``rows`` output rows (default: all of them): KW copies
-    of every input row they read, or with vertical dilation all KH·KW taps per row."""
+def shift_elements(channels, kernel, out_hw, stride, dilation, batch=1) -> int:
+    """Elements of an input's row shifts: KW copies of every input row the output rows
+    read, or with vertical dilation all KH·KW taps per output row."""
     (KH, KW), (OH, OW) = kernel, out_hw
-    R = OH if rows is None else rows
     per_row = channels * KW * OW * batch
     if dilation[0] == 1:
-        return ((R - 1) * stride[0] + KH) * per_row
-    return R * KH * per_row
+        return ((OH - 1) * stride[0] + KH) * per_row
+    return OH * KH * per_row
 
 
 def _out_hw(padded_hw, kernel, stride, dilation):
@@ -92,7 +91,7 @@ class Patches:
         # Shifts are used where they are small: there the forward is one batched
         # product on BLAS's threads. Larger inputs go through im2col bands on the workers:
         # per-row products from shifts ran ResNet-20's training 6 % slower (4 rounds).
-        self.shift_size = shift_elements(C, kernel, self.out_hw, stride, dilation, OH, N)
+        self.shift_size = shift_elements(C, kernel, self.out_hw, stride, dilation, N)
         self.use_shifts = not is_numpy(self.xp) or self.shift_size * item <= SHIFT_BYTES
 
     # ---- row shifts, for the forward product ------------------------------------------
@@ -166,11 +165,11 @@ def _kernel_rows(weight, G):
     return w.reshape(G, 1, O // G, KH * Cg * KW)  # a copy: the axes were reordered
 
 
-def _output_rows(y, r0, R, G):
-    """Rows r0 … r0+R−1 of a (O, OH, OW, N) array as (G, R, O/G, OW·N), a view where y
-    is contiguous (each (O/G, OW·N) slice then has unit stride along its rows)."""
+def _output_rows(y, G):
+    """A (O, OH, OW, N) array as (G, OH, O/G, OW·N), a view where y is contiguous (each
+    (O/G, OW·N) slice then has unit stride along its rows, as BLAS needs)."""
     O, OH, OW, N = y.shape
-    return y.reshape(G, O // G, OH, OW * N)[:, :, r0:r0 + R].transpose(0, 2, 1, 3)
+    return y.reshape(G, O // G, OH, OW * N).transpose(0, 2, 1, 3)
 
 
 def apply_weight(patches, weight, bias, groups=1):
@@ -183,7 +182,7 @@ def apply_weight(patches, weight, bias, groups=1):
     y = xp.empty((O, OH, OW, N), dtype=patches.xpad.dtype)
     if patches.use_shifts:  # one product per output row, straight into y
         cols = patches.band(0, OH, empty_apart((patches.shift_size,), patches.xpad))
-        out = _output_rows(y, 0, OH, G)
+        out = _output_rows(y, G)
         if is_numpy(xp):
             xp.matmul(_kernel_rows(weight, G), cols, out=out)
         else:
