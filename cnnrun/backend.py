@@ -82,6 +82,4 @@ def to_device(a, xp):
 
 def random_generator(xp, seed):
     """A seeded generator of namespace xp (NumPy's PCG64 or CuPy's)."""
-    if is_numpy(xp):
-        return xp.random.default_rng(seed)
     return xp.random.default_rng(seed)

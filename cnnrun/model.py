@@ -7,7 +7,6 @@ optimizers and checkpoints use, sharing the same arrays.
 
 from __future__ import annotations
 
-
 from .backend import get_array_module, to_device
 from .layers import RF, Context, Layer
 from .layers.containers import Sequential

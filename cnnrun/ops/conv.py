@@ -34,7 +34,7 @@ from __future__ import annotations
 from ..allocator import empty_apart
 from ..backend import get_array_module, is_numpy
 from .parallel import map_bands, matmul
-from .spatial import crop_spatial, pad_spatial, tap_slices, windows
+from .spatial import crop_spatial, pad_spatial, strided_view, tap_slices, windows
 
 WHOLE_BYTES = 8 << 20   # im2col matrices up to this size are built in one piece (LeNet b64)
 # Otherwise one band is about this size. 4 MB rather than 1: LeNet's 5×5 convolutions at
@@ -64,14 +64,16 @@ def _out_hw(padded_hw, kernel, stride, dilation):
                  for n, k, s, d in zip(padded_hw, kernel, stride, dilation))
 
 
-def _as_strided(xp, a, shape, strides):
-    if is_numpy(xp):  # overlapping views: read-only (CuPy's as_strided has no such flag)
-        return xp.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
-    return xp.lib.stride_tricks.as_strided(a, shape, strides)
-
-
 def _bands(OH, R):
     return [(r, min(R, OH - r)) for r in range(0, OH, R)]
+
+
+def _band_rows(xp, OH, row_bytes) -> int:
+    """Output rows per band of a column matrix with rows of row_bytes: all of them up to
+    WHOLE_BYTES (or on a GPU), else about BAND_BYTES."""
+    if not is_numpy(xp) or whole_columns(row_bytes * OH):
+        return OH
+    return max(1, min(OH, BAND_BYTES // row_bytes))
 
 
 class Patches:
@@ -109,7 +111,7 @@ class Patches:
         else:
             shape = (G, R, KH, *tail)
             strides = (C // G * sC, sh * sH, dh * sH, *tail_strides)
-        source = _as_strided(self.xp, self.xpad[:, r0 * sh:], shape, strides)
+        source = strided_view(self.xpad[:, r0 * sh:], shape, strides)
         out = buf[:source.size].reshape(shape)  # a prefix of the buffer
         out[...] = source  # one copy, written in order
         return out
@@ -123,17 +125,15 @@ class Patches:
             return shifts.reshape(self.groups, R, self.Kg, L)
         sG, sRow = shifts.strides[:2]  # sRow: one input row of shifts, (C/G)·KW·L elements
         item = shifts.dtype.itemsize
-        return _as_strided(self.xp, shifts, (self.groups, R, self.Kg, L),
-                           (sG, self.stride[0] * sRow, L * item, item))
+        return strided_view(shifts, (self.groups, R, self.Kg, L),
+                            (sG, self.stride[0] * sRow, L * item, item))
 
     # ---- im2col bands, for larger inputs and the weight gradient ------------------------
     def column_rows(self) -> int:
         """Output rows per im2col band: all of them up to WHOLE_BYTES, else about BAND_BYTES."""
         OH, OW = self.out_hw
         row_bytes = self.Kg * self.groups * OW * self.xpad.shape[3] * self.xpad.dtype.itemsize
-        if not is_numpy(self.xp) or whole_columns(row_bytes * OH):
-            return OH
-        return max(1, min(OH, BAND_BYTES // row_bytes))
+        return _band_rows(self.xp, OH, row_bytes)
 
     def map_columns(self, work):
         """work(cols, r0, R) over im2col bands, cols a (C·KH·KW, R·OW·N) matrix, on all cores;
@@ -258,8 +258,7 @@ def _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups):
     img = xp.zeros((C, in_hw[0] + pt + pb, in_hw[1] + pl + pr, N), dtype=gy.dtype)
     WT = _grouped(weight.reshape(O, -1), groups).swapaxes(-1, -2)  # (G, K/G, O/G)
     row_bytes = C * KH * KW * OW * N * gy.dtype.itemsize
-    whole = not is_numpy(xp) or whole_columns(row_bytes * OH)
-    R = OH if whole else max(1, min(OH, BAND_BYTES // row_bytes))
+    R = _band_rows(xp, OH, row_bytes)
     sh = stride[0]
     for r0 in range(0, OH, R):
         r = min(R, OH - r0)

@@ -29,14 +29,19 @@ def windows(xpad, kernel, out_hw, stride, dilation):
     """The im2col columns (C, KH, KW, OH, OW, N) of a padded (C, Hp, Wp, N) input as a
     read-only strided view: element [c, i, j, oh, ow, n] is xpad[c, oh·sh + i·dh, ow·sw + j·dw, n].
     No data moves until it is copied (one copy, written in order)."""
-    xp = get_array_module(xpad)
     sC, sH, sW, sN = xpad.strides
     (sh, sw), (dh, dw) = stride, dilation
     shape = (xpad.shape[0], *kernel, *out_hw, xpad.shape[3])
-    strides = (sC, sH * dh, sW * dw, sH * sh, sW * sw, sN)
-    if xp.__name__ == "numpy":  # CuPy's as_strided has no writeable flag
-        return xp.lib.stride_tricks.as_strided(xpad, shape, strides, writeable=False)
-    return xp.lib.stride_tricks.as_strided(xpad, shape, strides)
+    return strided_view(xpad, shape, (sC, sH * dh, sW * dw, sH * sh, sW * sw, sN))
+
+
+def strided_view(a, shape, strides):
+    """``as_strided`` of a, read-only on NumPy: its elements may overlap, so a write would
+    change its neighbours (CuPy's as_strided has no writeable flag)."""
+    xp = get_array_module(a)
+    if xp.__name__ == "numpy":
+        return xp.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(a, shape, strides)
 
 
 def crop_spatial(x, pads):
