@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from ..backend import get_array_module
 from ..ops.conv import conv_backward, conv_forward
+from ..ops.rows import channel_sums
 from ..registry import LAYERS
 from .base import ParamLayer, ShapeError
 
@@ -132,7 +133,7 @@ class CombineMaps(ParamLayer):
         g_alpha = gy2 @ z.reshape(C, -1).T  # (O, C): Σ δ_j ∘ z_i
         grads = {"kernel": gk, "mix": softmax_rows_backward(alpha, g_alpha)}
         if self.bias:
-            grads["bias"] = gy.sum(axis=(1, 2, 3))
+            grads["bias"] = channel_sums(gy)
         return gx, grads
 
     def penalty(self, p):

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from ..backend import get_array_module
+from ..ops.rows import row_dots, row_sums
 from ..registry import LAYERS
 from .base import Layer, ParamLayer
 
@@ -66,21 +67,21 @@ class BatchNorm(ParamLayer):
         M = x2.shape[1]
         use_batch = ctx.train or not self.track_running_stats
         if use_batch:
-            mean = x2.sum(axis=1) / M
-            xhat = x2 - mean[:, None]
-            var = _row_dots(xhat, xhat) / M  # biased variance, from the centred values
+            mean = row_sums(x2) / M
+            xc = x2 - mean[:, None]
+            var = row_dots(xc, xc) / M  # biased variance, from the centred values
             if ctx.train and self.track_running_stats and not ctx.freeze_stats:
                 self._update_running(p, mean, var, M)
         else:
             mean, var = p["running_mean"], p["running_var"]
-            xhat = x2 - mean[:, None]
+            xc = x2 - mean[:, None]
         inv_std = 1.0 / (var + x.dtype.type(self.eps)) ** 0.5
-        xhat *= inv_std[:, None]  # in place: x̂ is kept for the backward pass
-        y = xhat
+        # The centred x − μ is kept for the backward pass, not x̂ = (x − μ)·s: scaling it
+        # in place and then by γ took two more passes over the data than y = (x − μ)·(s·γ).
+        y = xc * (inv_std * p["weight"] if self.affine else inv_std)[:, None]
         if self.affine:
-            y = xhat * p["weight"][:, None]
             y += p["bias"][:, None]
-        return y.reshape(x.shape), (xhat.reshape(x.shape), inv_std, use_batch)
+        return y.reshape(x.shape), (xc.reshape(x.shape), inv_std, use_batch)
 
     def _update_running(self, p, mean, var, count):
         m = self.momentum
@@ -91,30 +92,34 @@ class BatchNorm(ParamLayer):
         p["running_var"] += m * unbiased
 
     def backward(self, p, cache, gy, need_gx=True):
-        xhat, inv_std, use_batch = cache
+        xc, inv_std, use_batch = cache
         C = gy.shape[0]
-        g2, h2 = gy.reshape(C, -1), xhat.reshape(C, -1)  # (C, everything else)
+        g2, c2 = gy.reshape(C, -1), xc.reshape(C, -1)  # (C, everything else)
         M = g2.shape[1]
         # Σ gy and Σ gy·x̂ per channel are both the parameter gradients and the two
         # means the input gradient subtracts: one pass over the data each.
-        g_bias, g_weight = g2.sum(axis=1), _row_dots(g2, h2)
+        g_bias, g_weight = row_sums(g2), row_dots(g2, c2) * inv_std
         grads = {"weight": g_weight, "bias": g_bias} if (self.affine and self.trainable) else {}
         if not need_gx:
             return None, grads
         scale = inv_std * p["weight"] if self.affine else inv_std  # ∂y/∂x̂ · ∂x̂/∂x, per channel
-        gx = g2 * scale[:, None]
-        if use_batch:
-            # The batch statistics depend on x: subtract the mean gradient and its
-            # projection on x̂ (the standard batch-norm backward, per channel).
-            gx -= h2 * (scale * g_weight / M)[:, None]
-            gx -= (scale * g_bias / M)[:, None]
+        if not use_batch:
+            return (g2 * scale[:, None]).reshape(gy.shape), grads
+        # The batch statistics depend on x: subtract the mean gradient and its projection
+        # on x̂ = (x − μ)·s (the standard batch-norm backward, per channel), as
+        # gx = scale·(gy − (x − μ)·s·mean(gy·x̂) − mean(gy)). Built in one new array,
+        # in place from there: one fresh array where the textbook order made two.
+        gx = c2 * (inv_std * g_weight / M)[:, None]
+        gx += (g_bias / M)[:, None]
+        get_array_module(gx).subtract(g2, gx, out=gx)
+        gx *= scale[:, None]
         return gx.reshape(gy.shape), grads
 
     # ---- R-operator -------------------------------------------------------------
     # With batch statistics, x̂ = (x − μ)·s depends on the whole batch:
     # R{x̂} = s·(R{x} − mean R{x} − x̂·mean(x̂·R{x})), and R{s} = −s·mean(x̂·R{x})·s.
     def r_forward(self, p, v, rx, cache, ctx):
-        xhat, inv_std, use_batch = cache
+        xhat, inv_std, use_batch = _normalised(cache)
         axes = tuple(range(1, rx.ndim))
         col = (slice(None),) + (None,) * (rx.ndim - 1)
         if use_batch:
@@ -129,7 +134,7 @@ class BatchNorm(ParamLayer):
         return ry, (rxhat, rs_over_s)
 
     def r_backward(self, p, v, cache, rcache, gy, rgy):
-        xhat, inv_std, use_batch = cache
+        xhat, inv_std, use_batch = _normalised(cache)
         rxhat, rs_over_s = rcache
         axes = tuple(range(1, gy.ndim))
         col = (slice(None),) + (None,) * (gy.ndim - 1)
@@ -151,9 +156,11 @@ class BatchNorm(ParamLayer):
         return (rs_over_s[col] * inner + rinner) * inv_std[col], rgrads
 
 
-def _row_dots(a, b):
-    """Σ_j a[i, j]·b[i, j] per row, without the temporary a product would allocate."""
-    return get_array_module(a).einsum("ij,ij->i", a, b)
+def _normalised(cache):
+    """The forward's cache with x̂ = (x − μ)·s in place of the centred x − μ."""
+    xc, inv_std, use_batch = cache
+    col = (slice(None),) + (None,) * (xc.ndim - 1)
+    return xc * inv_std[col], inv_std, use_batch
 
 
 @LAYERS.register("batchnorm2d")

@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import PositiveInt
 
 from ..ops import pool as ops
+from ..ops.rows import channel_sums
 from ..registry import LAYERS
 from .base import ParamLayer, ShapeError
 
@@ -78,7 +79,7 @@ class Subsample2d(ParamLayer):
             gx = ops.sum_backward(g, hw, (n, n), (n, n))
         if not self.trainable:
             return gx, {}
-        return gx, {"weight": (gy * down).sum(axis=(1, 2, 3)), "bias": gy.sum(axis=(1, 2, 3))}
+        return gx, {"weight": (gy * down).sum(axis=(1, 2, 3)), "bias": channel_sums(gy)}
 
     def r_forward(self, p, v, rx, cache, ctx):
         down, hw = cache
@@ -102,4 +103,4 @@ class Subsample2d(ParamLayer):
         if not self.trainable:
             return rgx, {}
         return rgx, {"weight": (rgy * down + gy * rdown).sum(axis=(1, 2, 3)),
-                     "bias": rgy.sum(axis=(1, 2, 3))}
+                     "bias": channel_sums(rgy)}

@@ -9,6 +9,7 @@ from pydantic import NonNegativeInt, PositiveInt
 
 from ..backend import get_array_module
 from ..ops.conv import Patches, conv_forward, conv_grad_input, conv_grad_weight
+from ..ops.rows import channel_sums
 from ..ops.spatial import pad_spatial
 from ..ops.shapes import conv_transpose_out_size
 from ..registry import LAYERS
@@ -111,7 +112,7 @@ class ConvTranspose2d(ParamLayer):
             patches = Patches(pad_spatial(gy, pads), k, s, d, self.groups)
         grads = {"weight": conv_grad_weight(x, patches, p["weight"].shape, self.groups)}
         if self.bias:
-            grads["bias"] = gy.sum(axis=(1, 2, 3))
+            grads["bias"] = channel_sums(gy)
         return gx, grads
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 from ..allocator import empty_apart
 from ..backend import get_array_module, is_numpy
 from .parallel import map_bands, matmul
+from .rows import channel_sums
 from .spatial import crop_spatial, pad_spatial, strided_view, tap_slices, windows
 
 WHOLE_BYTES = 8 << 20   # im2col matrices up to this size are built in one piece (LeNet b64)
@@ -276,6 +277,6 @@ def conv_backward(gy, weight, patches, in_hw, stride, pads, dilation, groups, ne
                   need_params=True):
     """The three gradients of conv_forward: (gx or None, gW or None, gb or None)."""
     gW = conv_grad_weight(gy, patches, weight.shape, groups) if need_params else None
-    gb = gy.sum(axis=(1, 2, 3)) if (need_params and has_bias) else None
+    gb = channel_sums(gy) if (need_params and has_bias) else None
     gx = conv_grad_input(gy, weight, in_hw, stride, pads, dilation, groups) if need_gx else None
     return gx, gW, gb

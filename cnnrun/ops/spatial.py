@@ -13,7 +13,13 @@ def pad_spatial(x, pads, value=0.0):
         return x
     xp = get_array_module(x)
     C, H, W, N = x.shape
-    out = xp.full((C, H + pt + pb, W + pl + pr, N), value, dtype=x.dtype)
+    out = xp.empty((C, H + pt + pb, W + pl + pr, N), dtype=x.dtype)
+    # Fill only the border strips: filling the whole array first wrote it twice, and
+    # ResNet-20's first-stage pads (8 MB) took 1.55 ms instead of 1.0.
+    out[:, :pt] = value
+    out[:, pt + H:] = value
+    out[:, pt:pt + H, :pl] = value
+    out[:, pt:pt + H, pl + W:] = value
     out[:, pt:pt + H, pl:pl + W] = x
     return out
 
