@@ -59,8 +59,14 @@ class ReLU(Elementwise):
     def f(self, xp, x):
         return xp.maximum(x, 0)
 
+    def forward(self, p, x, ctx):
+        # The derivative is read off y (y > 0 exactly where x > 0), so x is not kept:
+        # after a batch norm its output is freed here rather than held until backward.
+        y = self.f(get_array_module(x), x)
+        return y, (None, y)
+
     def df(self, xp, x, y):
-        return x > 0
+        return y > 0
 
     def d2f(self, xp, x, y):
         return 0.0
