@@ -85,6 +85,29 @@ def test_stride1_input_gradient_as_a_convolution_equals_col2im(geometry):
     np.testing.assert_allclose(via_conv, via_col2im, rtol=1e-12, atol=1e-12)
 
 
+STRIDED = [  # kernel, stride, dilation, pads, groups: every phase shape the rule meets
+    ((3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), 1),   # ResNet's downsampling convolution
+    ((1, 1), (2, 2), (1, 1), ((0, 0), (0, 0)), 1),   # its projection: 3 of 4 phases empty
+    ((2, 3), (3, 2), (1, 1), ((0, 2), (1, 0)), 2),   # kernel shorter than the stride
+    ((5, 4), (2, 3), (1, 1), ((2, 1), (0, 0)), 1),   # input rows the forward never reads
+    ((3, 2), (2, 1), (1, 1), ((1, 0), (0, 1)), 3),
+]
+
+
+@pytest.mark.parametrize("geometry", STRIDED)
+def test_strided_input_gradient_split_by_channels_equals_whole(geometry, banded):
+    # Workers each add their own input channels' columns into the image; any mix-up of
+    # channels, groups or bands would show against the one-piece col2im.
+    x, w, _, stride, pads, dilation, groups = _case(geometry)
+    y, _ = oc.conv_forward(x, w, None, stride, pads, dilation, groups)
+    gy = np.random.default_rng(2).normal(size=y.shape)
+    whole = oc.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups)
+    banded(1)
+    split = oc.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups)
+    assert split.shape == x.shape
+    np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-12)
+
+
 CONV_EXAMPLES = [e for e in EXAMPLES
                  if e.values[0] in ("conv2d", "conv1d", "conv_transpose2d", "combine_maps")]
 

@@ -21,7 +21,7 @@ def test_gradcheck_passes_on_lenet_with_every_parameter_and_the_direction():
 
 
 def test_gradcheck_fails_on_a_wrong_backward(monkeypatch):
-    monkeypatch.setattr(ReLU, "df", lambda self, xp, x, y: (x > 0) * 1.5)  # wrong slope
+    monkeypatch.setattr(ReLU, "df", lambda self, xp, x, y: (y > 0) * 1.5)  # wrong slope
     r = runner.invoke(app, ["gradcheck", "configs/lenet5.yaml"])
     assert r.exit_code == 1 and "gradient checks failed" in r.output and "FAIL" in r.output
 

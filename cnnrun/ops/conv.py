@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from ..allocator import empty_apart
 from ..backend import get_array_module, is_numpy
+from . import parallel
 from .parallel import map_bands, matmul
 from .rows import channel_sums
 from .spatial import crop_spatial, pad_spatial, strided_view, tap_slices, windows
@@ -250,27 +251,53 @@ def conv_grad_input(gy, weight, in_hw, stride, pads, dilation, groups=1):
 
 
 def _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups):
-    """col2im(Wᵀ · gy), band by band so the gradient columns stay small."""
+    """col2im(Wᵀ · gy), band by band so the gradient columns stay small.
+
+    Large gradients run on all cores, each worker taking its own input channels
+    (its rows of Wᵀ) through every band: the workers then add into disjoint
+    parts of the image, where bands of neighbouring output rows would overlap.
+    On one core the tap additions took half of ResNet-20's stride-2 input gradients."""
     xp = get_array_module(gy)
     O, OH, OW, N = gy.shape
     _, Cg, KH, KW = weight.shape
-    C = Cg * groups
     (pt, pb), (pl, pr) = pads
-    img = xp.zeros((C, in_hw[0] + pt + pb, in_hw[1] + pl + pr, N), dtype=gy.dtype)
-    WT = _grouped(weight.reshape(O, -1), groups).swapaxes(-1, -2)  # (G, K/G, O/G)
-    row_bytes = C * KH * KW * OW * N * gy.dtype.itemsize
-    R = _band_rows(xp, OH, row_bytes)
-    sh = stride[0]
-    for r0 in range(0, OH, R):
-        r = min(R, OH - r0)
-        g = _grouped(gy[:, r0:r0 + r].reshape(O, -1), groups)  # (G, O/G, r·OW·N)
-        gcols = matmul(WT, g).reshape(C, KH, KW, r, OW, N)
-        for i in range(KH):
-            for j in range(KW):
-                si, sj = tap_slices(i, j, (r, OW), stride, dilation)
-                si = slice(si.start + r0 * sh, si.stop + r0 * sh, sh)
-                img[:, si, sj, :] += gcols[:, i, j]
+    img = xp.zeros((Cg * groups, in_hw[0] + pt + pb, in_hw[1] + pl + pr, N), dtype=gy.dtype)
+    channel_row_bytes = KH * KW * OW * N * gy.dtype.itemsize  # one channel's, one output row
+    Og = O // groups
+
+    def run(pieces, product):
+        for g, c0, c1 in pieces:  # group g's input channels c0 … c1−1
+            WT = weight[g * Og:(g + 1) * Og, c0:c1].reshape(Og, -1).T  # (n·KH·KW, O/G)
+            dst = img[g * Cg + c0:g * Cg + c1]
+            R = _band_rows(xp, OH, (c1 - c0) * channel_row_bytes)
+            for r0 in range(0, OH, R):
+                r = min(R, OH - r0)
+                g_band = gy[g * Og:(g + 1) * Og, r0:r0 + r].reshape(Og, -1)  # (O/G, r·OW·N)
+                gcols = product(WT, g_band).reshape(c1 - c0, KH, KW, r, OW, N)
+                _add_columns(dst, gcols, r0, stride, dilation)
+
+    whole = [(g, 0, Cg) for g in range(groups)]
+    if not is_numpy(xp) or whole_columns(Cg * groups * channel_row_bytes * OH) or \
+            parallel.num_workers() == 1:
+        run(whole, matmul)
+    else:  # in the workers BLAS runs on one thread, so plain xp.matmul
+        k = parallel.num_workers()
+        split = whole if groups > 1 else \
+            [(0, c, min(c + -(-Cg // k), Cg)) for c in range(0, Cg, -(-Cg // k))]
+        map_bands(run, split, lambda n: [xp.matmul] * n, xp)
     return crop_spatial(img, pads)
+
+
+def _add_columns(img, gcols, r0, stride, dilation):
+    """Add a band's gradient columns (C, KH, KW, r, OW, N), from output row r0, into the
+    padded image tap by tap."""
+    _, KH, KW, r, OW, _ = gcols.shape
+    sh = stride[0]
+    for i in range(KH):
+        for j in range(KW):
+            si, sj = tap_slices(i, j, (r, OW), stride, dilation)
+            si = slice(si.start + r0 * sh, si.stop + r0 * sh, sh)
+            img[:, si, sj, :] += gcols[:, i, j]
 
 
 def conv_backward(gy, weight, patches, in_hw, stride, pads, dilation, groups, need_gx, has_bias,
