@@ -8,19 +8,19 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from ..registry import LAYERS
-from . import (activations, branches, combine, containers, conv, dense, norm,  # noqa: F401
-               pool, subsample, transpose)
+from . import (activations, branches, combine, concat, containers, conv,  # noqa: F401
+               dense, global_pool, norm, pool, subsample, transpose)
 from .base import RF, Context, Layer, ParamLayer, ShapeError
 
-LAYER_MODULES = (activations, branches, combine, containers, conv, dense, norm, pool, subsample,
-                 transpose)
+LAYER_MODULES = (activations, branches, combine, concat, containers, conv, dense, global_pool, norm,
+                 pool, subsample, transpose)
 
 AnyLayer = Annotated[Union[tuple(cls for _, cls in LAYERS.items())], Field(discriminator="type")]
 
 # The containers name ``AnyLayer`` as a forward reference. Layer schemas are built lazily
 # (``defer_build``): publishing the union in their modules lets pydantic resolve it once,
 # when the first config is validated, instead of building the whole union four times here.
-containers.AnyLayer = branches.AnyLayer = AnyLayer
+containers.AnyLayer = branches.AnyLayer = concat.AnyLayer = AnyLayer
 
 __all__ = ["AnyLayer", "LAYERS", "LAYER_MODULES", "RF", "Context", "Layer", "ParamLayer",
            "ShapeError"]

@@ -1,0 +1,115 @@
+"""Pooling over whole maps or fixed bins: global average and adaptive average pooling."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+from ..backend import get_array_module
+from ..registry import LAYERS
+from .base import Layer, pair
+from .pool import IntOrPair
+
+
+@LAYERS.register("global_avgpool")
+class GlobalAvgPool(Layer):
+    """Mean over all spatial positions: (C, H, W) or (C, L) → (C,)."""
+
+    type: Literal["global_avgpool"] = "global_avgpool"
+    linear_in_x: ClassVar[bool] = True
+    ranks: ClassVar = (2, 3)
+    examples: ClassVar = (({}, (3, 4, 5)), ({}, (2, 6)))
+
+    def output_shape(self, in_shape):
+        self.check_rank(in_shape)
+        return (in_shape[0],)
+
+    def receptive_field(self, rf, in_shape):
+        return rf.whole_grid()
+
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op("Flatten", g.op("GlobalAveragePool", x), axis=1)  # (N, C, 1, …) -> (N, C)
+
+    def forward(self, p, x, ctx):
+        axes = tuple(range(1, x.ndim - 1))
+        return x.mean(axis=axes), x.shape
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        shape = cache
+        xp = get_array_module(gy)
+        count = math.prod(shape[1:-1])
+        expand = (slice(None),) + (None,) * (len(shape) - 2) + (slice(None),)
+        return xp.broadcast_to(gy[expand] / count, shape), {}
+
+
+def bin_matrix(n_in: int, n_out: int, xp, dtype):
+    """(n_out, n_in) averaging matrix of PyTorch's adaptive bins [⌊i·n/m⌋, ⌈(i+1)·n/m⌉)."""
+    i = xp.arange(n_out)
+    start = (i * n_in) // n_out
+    end = -((-(i + 1) * n_in) // n_out)  # ceiling division
+    h = xp.arange(n_in)
+    inside = (h[None, :] >= start[:, None]) & (h[None, :] < end[:, None])
+    return inside.astype(dtype) / (end - start).astype(dtype)[:, None]
+
+
+@LAYERS.register("adaptive_avgpool2d")
+class AdaptiveAvgPool2d(Layer):
+    """Average over output_size bins chosen to cover the input (torchvision's AlexNet/VGG).
+
+    Bin i of n inputs → m outputs spans [⌊i·n/m⌋, ⌈(i+1)·n/m⌉). The 2-D mean is
+    separable, so y = A_H · x · A_Wᵀ per map. When n is not a multiple of m the
+    bins differ in size; the receptive field then reports the largest bin.
+    """
+
+    type: Literal["adaptive_avgpool2d"] = "adaptive_avgpool2d"
+    linear_in_x: ClassVar[bool] = True
+    output_size: IntOrPair
+    ranks: ClassVar = (3,)
+    examples: ClassVar = (({"output_size": 2}, (2, 4, 6)), ({"output_size": [3, 2]}, (2, 7, 5)),
+                          ({"output_size": 3}, (1, 2, 4)))
+
+    def output_shape(self, in_shape):
+        self.check_rank(in_shape)
+        return (in_shape[0], *pair(self.output_size))
+
+    def _bins(self, hw):
+        """(largest bin, mean stride) per axis, for the receptive field."""
+        out = pair(self.output_size)
+        k = tuple(max(-((-(i + 1) * n) // m) - (i * n) // m for i in range(m))
+                  for n, m in zip(hw, out))
+        s = tuple(max(1, n // m) for n, m in zip(hw, out))
+        return k, s
+
+    def receptive_field(self, rf, in_shape):
+        k, s = self._bins(in_shape[1:])
+        return rf.window(k, s, (0, 0), grid=self.output_shape(in_shape)[1:])
+
+    def to_onnx(self, g, x, p, in_shape):
+        (H, W), (OH, OW) = in_shape[1:], pair(self.output_size)
+        if (H, W) == (OH, OW):
+            return x
+        import numpy as np  # lazily: see backend.py
+        Ah, Aw = bin_matrix(H, OH, np, np.float64), bin_matrix(W, OW, np, np.float64)
+        t = g.op("MatMul", x, g.const(Aw.T, "bins_w"))  # (N, C, H, W) @ (W, OW)
+        return g.op("MatMul", g.const(Ah, "bins_h"), t)  # (OH, H) @ (N, C, H, OW)
+
+    def forward(self, p, x, ctx):
+        xp = get_array_module(x)
+        (H, W), (OH, OW) = x.shape[1:3], pair(self.output_size)
+        if (H, W) == (OH, OW):  # one cell per bin: the identity (VGG-16 at 224×224)
+            return x, None
+        Ah, Aw = bin_matrix(H, OH, xp, x.dtype), bin_matrix(W, OW, xp, x.dtype)
+        t = xp.einsum("ih,chwn->ciwn", Ah, x)  # (C, OH, W, N)
+        return xp.einsum("jw,ciwn->cijn", Aw, t), (Ah, Aw)
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        if cache is None:
+            return gy, {}
+        xp = get_array_module(gy)
+        Ah, Aw = cache
+        t = xp.einsum("jw,cijn->ciwn", Aw, gy)  # (C, OH, W, N)
+        return xp.einsum("ih,ciwn->chwn", Ah, t), {}
