@@ -13,7 +13,7 @@ from .base import ShapeError, memo_by_shape
 from .branches import EXAMPLE_CONV, add_gradients
 from .containers import (Container, Sequential, fold_rf, freeze_children, named,
                          sequence_backward, sequence_forward, sequence_r_backward,
-                         sequence_r_forward, sequence_shapes, widest)
+                         sequence_inputs, sequence_r_forward, sequence_shapes, widest)
 
 if TYPE_CHECKING:  # the union of all layers, built in layers/__init__.py
     from . import AnyLayer  # noqa: F401
@@ -142,8 +142,7 @@ class Dense(Container):
 
     @memo_by_shape
     def child_inputs(self, in_shape):
-        shapes = sequence_shapes(self.children(), in_shape)
-        return [(n, c, s) for (n, c), s in zip(self.children(), shapes)]
+        return sequence_inputs(self.children(), in_shape)
 
     @memo_by_shape
     def output_shape(self, in_shape):

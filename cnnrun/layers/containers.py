@@ -60,6 +60,12 @@ def sequence_shapes(children, in_shape, field="layers"):
     return shapes
 
 
+def sequence_inputs(children, in_shape) -> list:
+    """(name, child, its input shape) for each child of a chain."""
+    shapes = sequence_shapes(children, in_shape)
+    return [(n, c, s) for (n, c), s in zip(children, shapes)]
+
+
 def run_order(children) -> list:
     """The children in the order the engine runs them: a ReLU directly followed by a
     max-pool runs after it instead.
@@ -214,8 +220,7 @@ class Sequential(Container):
 
     @memo_by_shape
     def child_inputs(self, in_shape):
-        shapes = sequence_shapes(self.children(), in_shape)
-        return [(n, c, s) for (n, c), s in zip(self.children(), shapes)]
+        return sequence_inputs(self.children(), in_shape)
 
     @memo_by_shape
     def output_shape(self, in_shape):
