@@ -281,9 +281,9 @@ def _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups):
             parallel.num_workers() == 1:
         run(whole, matmul)
     else:  # in the workers BLAS runs on one thread, so plain xp.matmul
-        k = parallel.num_workers()
+        share = -(-Cg // parallel.num_workers())  # channels per worker, rounded up
         split = whole if groups > 1 else \
-            [(0, c, min(c + -(-Cg // k), Cg)) for c in range(0, Cg, -(-Cg // k))]
+            [(0, c, min(c + share, Cg)) for c in range(0, Cg, share)]
         map_bands(run, split, lambda n: [xp.matmul] * n, xp)
     return crop_spatial(img, pads)
 
