@@ -16,6 +16,8 @@ ANY_SHAPE = (({}, (3, 4, 5)), ({}, (6,)))
 class Elementwise(Layer):
     """y = f(x) per unit; subclasses give f and f' (from x and y) side by side."""
 
+    derivative_from_y: ClassVar[bool] = False  # df and d2f use only y (x is then not kept)
+
     def f(self, xp, x):
         raise NotImplementedError
 
@@ -37,7 +39,9 @@ class Elementwise(Layer):
 
     def forward(self, p, x, ctx):
         y = self.f(get_array_module(x), x)
-        return y, (x, y)
+        # Where f' and f'' are read off y alone, x is not kept: the layer before (a batch
+        # norm, say) then has its output freed here rather than held until backward.
+        return y, (None if self.derivative_from_y else x, y)
 
     def backward(self, p, cache, gy, need_gx=True):
         if not need_gx:
@@ -51,6 +55,7 @@ class ReLU(Elementwise):
     """y = max(x, 0); y' = 1 for x > 0, else 0. Any shape in, the same shape out."""
 
     type: Literal["relu"] = "relu"
+    derivative_from_y: ClassVar[bool] = True
     examples: ClassVar = ANY_SHAPE
 
     def to_onnx(self, g, x, p, in_shape):
@@ -59,14 +64,8 @@ class ReLU(Elementwise):
     def f(self, xp, x):
         return xp.maximum(x, 0)
 
-    def forward(self, p, x, ctx):
-        # The derivative is read off y (y > 0 exactly where x > 0), so x is not kept:
-        # after a batch norm its output is freed here rather than held until backward.
-        y = self.f(get_array_module(x), x)
-        return y, (None, y)
-
     def df(self, xp, x, y):
-        return y > 0
+        return y > 0  # exactly where x > 0
 
     def d2f(self, xp, x, y):
         return 0.0
@@ -102,6 +101,7 @@ class Sigmoid(Elementwise):
 
     type: Literal["sigmoid"] = "sigmoid"
     slope: PositiveFloat = 1.0
+    derivative_from_y: ClassVar[bool] = True
     examples: ClassVar = (({"slope": 2.5}, (3, 4, 5)), ({}, (6,)))
 
     def to_onnx(self, g, x, p, in_shape):
@@ -123,6 +123,7 @@ class Tanh(Elementwise):
     """y = tanh(x); y' = 1 − y². Any shape in, the same shape out."""
 
     type: Literal["tanh"] = "tanh"
+    derivative_from_y: ClassVar[bool] = True
     examples: ClassVar = ANY_SHAPE
 
     def to_onnx(self, g, x, p, in_shape):
@@ -146,6 +147,7 @@ class ScaledTanh(Elementwise):
     type: Literal["scaled_tanh"] = "scaled_tanh"
     amplitude: float = 1.7159
     slope: float = 2.0 / 3.0
+    derivative_from_y: ClassVar[bool] = True
     examples: ClassVar = (({}, (3, 4, 5)), ({"amplitude": 2.0, "slope": 0.5}, (6,)))
 
     def to_onnx(self, g, x, p, in_shape):

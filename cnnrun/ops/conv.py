@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from ..allocator import empty_apart
 from ..backend import get_array_module, is_numpy
-from . import parallel
+from . import parallel  # parallel.num_workers is read at call time (tests set it)
 from .parallel import map_bands, matmul
 from .rows import channel_sums
 from .spatial import crop_spatial, pad_spatial, strided_view, tap_slices, windows
