@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import PositiveFloat
 
 from ..backend import get_array_module
+from ..ops import parallel
 from ..registry import LAYERS
 from .base import Layer
 
@@ -20,6 +21,10 @@ class Elementwise(Layer):
 
     def f(self, xp, x):
         raise NotImplementedError
+
+    def f_into(self, xp, x, out):
+        """out[...] = f(x); layers whose ufunc takes ``out=`` skip the temporary."""
+        out[...] = self.f(xp, x)
 
     def df(self, xp, x, y):
         raise NotImplementedError
@@ -38,7 +43,12 @@ class Elementwise(Layer):
         return self.df(xp, x, y) * rgy + self.d2f(xp, x, y) * rcache * gy, {}
 
     def forward(self, p, x, ctx):
-        y = self.f(get_array_module(x), x)
+        xp = get_array_module(x)
+        if parallel.splits(x):  # large: by channels on every core
+            y = xp.empty_like(x)
+            parallel.by_channels(lambda c: self.f_into(xp, x[c], y[c]), x)
+        else:
+            y = self.f(xp, x)
         # Where f' and f'' are read off y alone, x is not kept: the layer before (a batch
         # norm, say) then has its output freed here rather than held until backward.
         return y, (None if self.derivative_from_y else x, y)
@@ -47,7 +57,16 @@ class Elementwise(Layer):
         if not need_gx:
             return None, {}
         x, y = cache
-        return gy * self.df(get_array_module(gy), x, y), {}
+        xp = get_array_module(gy)
+        if not parallel.splits(gy):
+            return gy * self.df(xp, x, y), {}
+        gx = xp.empty_like(gy)
+
+        def part(c):  # channels c
+            xc = None if x is None else x[c]
+            xp.multiply(gy[c], self.df(xp, xc, y[c]), out=gx[c])
+        parallel.by_channels(part, gy)
+        return gx, {}
 
 
 @LAYERS.register("relu")
@@ -63,6 +82,9 @@ class ReLU(Elementwise):
 
     def f(self, xp, x):
         return xp.maximum(x, 0)
+
+    def f_into(self, xp, x, out):
+        xp.maximum(x, 0, out=out)
 
     def df(self, xp, x, y):
         return y > 0  # exactly where x > 0

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from ..backend import get_array_module
+from ..ops import parallel
 from ..ops.rows import row_dots, row_sums
 from ..registry import LAYERS
 from .base import Layer, ParamLayer
@@ -62,25 +63,31 @@ class BatchNorm(ParamLayer):
                     epsilon=self.eps)
 
     def forward(self, p, x, ctx):
+        xp = get_array_module(x)
         C = x.shape[0]
         x2 = x.reshape(C, -1)  # (C, everything else): statistics run along rows
         M = x2.shape[1]
         use_batch = ctx.train or not self.track_running_stats
-        if use_batch:
-            mean = row_sums(x2) / M
-            xc = x2 - mean[:, None]
-            var = row_dots(xc, xc) / M  # biased variance, from the centred values
-            if ctx.train and self.track_running_stats and not ctx.freeze_stats:
-                self._update_running(p, mean, var, M)
-        else:
-            mean, var = p["running_mean"], p["running_var"]
-            xc = x2 - mean[:, None]
-        inv_std = 1.0 / (var + x.dtype.type(self.eps)) ** 0.5
-        # The centred x − μ is kept for the backward pass, not x̂ = (x − μ)·s: scaling it
-        # in place and then by γ took two more passes over the data than y = (x − μ)·(s·γ).
-        y = xc * (inv_std * p["weight"] if self.affine else inv_std)[:, None]
-        if self.affine:
-            y += p["bias"][:, None]
+        xc, y = xp.empty_like(x2), xp.empty_like(x2)
+        mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
+        eps = x.dtype.type(self.eps)
+
+        def part(c):  # channels c: each channel's statistics are its own
+            xc_c, y_c = xc[c], y[c]
+            mean[c] = row_sums(x2[c]) / M if use_batch else p["running_mean"][c]
+            xp.subtract(x2[c], mean[c][:, None], out=xc_c)
+            # biased variance, from the centred values
+            var[c] = row_dots(xc_c, xc_c) / M if use_batch else p["running_var"][c]
+            s = 1.0 / (var[c] + eps) ** 0.5
+            # The centred x − μ is kept for the backward pass, not x̂ = (x − μ)·s: scaling
+            # it in place and then by γ took two more passes than y = (x − μ)·(s·γ).
+            xp.multiply(xc_c, (s * p["weight"][c] if self.affine else s)[:, None], out=y_c)
+            if self.affine:
+                y_c += p["bias"][c][:, None]
+        parallel.by_channels(part, x2)
+        if use_batch and ctx.train and self.track_running_stats and not ctx.freeze_stats:
+            self._update_running(p, mean, var, M)
+        inv_std = 1.0 / (var + eps) ** 0.5
         return y.reshape(x.shape), (xc.reshape(x.shape), inv_std, use_batch)
 
     def _update_running(self, p, mean, var, count):
@@ -93,27 +100,35 @@ class BatchNorm(ParamLayer):
 
     def backward(self, p, cache, gy, need_gx=True):
         xc, inv_std, use_batch = cache
+        xp = get_array_module(gy)
         C = gy.shape[0]
         g2, c2 = gy.reshape(C, -1), xc.reshape(C, -1)  # (C, everything else)
         M = g2.shape[1]
-        # Σ gy and Σ gy·x̂ per channel are both the parameter gradients and the two
-        # means the input gradient subtracts: one pass over the data each.
-        g_bias, g_weight = row_sums(g2), row_dots(g2, c2) * inv_std
+        g_bias, g_weight = xp.empty(C, dtype=gy.dtype), xp.empty(C, dtype=gy.dtype)
+        scale = inv_std * p["weight"] if self.affine else inv_std  # ∂y/∂x̂ · ∂x̂/∂x
+        gx = xp.empty_like(g2) if need_gx else None
+
+        def part(c):  # channels c
+            # Σ gy and Σ gy·x̂ per channel are both the parameter gradients and the two
+            # means the input gradient subtracts: one pass over the data each.
+            g_bias[c] = row_sums(g2[c])
+            g_weight[c] = row_dots(g2[c], c2[c]) * inv_std[c]
+            if gx is None:
+                return
+            gx_c = gx[c]
+            if not use_batch:
+                xp.multiply(g2[c], scale[c][:, None], out=gx_c)
+                return
+            # The batch statistics depend on x: subtract the mean gradient and its
+            # projection on x̂ = (x − μ)·s (the standard batch-norm backward), as
+            # gx = scale·(gy − (x − μ)·s·mean(gy·x̂) − mean(gy)), in place in gx.
+            xp.multiply(c2[c], (inv_std[c] * g_weight[c] / M)[:, None], out=gx_c)
+            gx_c += (g_bias[c] / M)[:, None]
+            xp.subtract(g2[c], gx_c, out=gx_c)
+            gx_c *= scale[c][:, None]
+        parallel.by_channels(part, g2)
         grads = {"weight": g_weight, "bias": g_bias} if (self.affine and self.trainable) else {}
-        if not need_gx:
-            return None, grads
-        scale = inv_std * p["weight"] if self.affine else inv_std  # ∂y/∂x̂ · ∂x̂/∂x, per channel
-        if not use_batch:
-            return (g2 * scale[:, None]).reshape(gy.shape), grads
-        # The batch statistics depend on x: subtract the mean gradient and its projection
-        # on x̂ = (x − μ)·s (the standard batch-norm backward, per channel), as
-        # gx = scale·(gy − (x − μ)·s·mean(gy·x̂) − mean(gy)). Built in one new array,
-        # in place from there: one fresh array where the textbook order made two.
-        gx = c2 * (inv_std * g_weight / M)[:, None]
-        gx += (g_bias / M)[:, None]
-        get_array_module(gx).subtract(g2, gx, out=gx)
-        gx *= scale[:, None]
-        return gx.reshape(gy.shape), grads
+        return (None if gx is None else gx.reshape(gy.shape)), grads
 
     # ---- R-operator -------------------------------------------------------------
     # With batch statistics, x̂ = (x − μ)·s depends on the whole batch:

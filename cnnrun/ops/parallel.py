@@ -133,6 +133,33 @@ def matmul(a, b):
     return out
 
 
+SPLIT_BYTES = 2 << 20  # element-wise work on arrays this large is split over the workers
+
+
+def splits(a) -> bool:
+    """Whether by_channels(…, a) runs on the workers: a large NumPy array with channels to
+    share. Smaller ones cost less than handing them over (tens of µs)."""
+    return a.nbytes >= SPLIT_BYTES and a.shape[0] > 1 and num_workers() > 1 and \
+        is_numpy(get_array_module(a))
+
+
+def by_channels(work, a) -> None:
+    """work(s) for slices s of axis 0 covering a's channels: one share per worker where
+    ``splits(a)``, else work(slice(None)) here.
+
+    NumPy's element-wise loops run on one core; split by channels, a batch norm or a ReLU
+    on ResNet-20's first stage (8 MB) runs on both (about 1.3× faster: the rest is memory
+    bandwidth). The shares touch disjoint rows, so nothing is added across them."""
+    if not splits(a):
+        work(slice(None))
+        return
+    C, k = a.shape[0], num_workers()
+    step = -(-C // k)  # channels per worker, rounded up
+    shares = [slice(c, min(c + step, C)) for c in range(0, C, step)]
+    map_bands(lambda mine, _buf: [work(s) for s in mine], shares, lambda n: [None] * n,
+              get_array_module(a))
+
+
 def map_bands(work, bands, buffers, xp=None) -> list:
     """``work(bands_subset, buffer)`` for each worker's share of ``bands``; their results.
 

@@ -4,6 +4,7 @@ strided slice a kernel tap reads, and the im2col view, shared by convolution and
 from __future__ import annotations
 
 from ..backend import get_array_module
+from .parallel import by_channels
 
 
 def pad_spatial(x, pads, value=0.0):
@@ -14,13 +15,16 @@ def pad_spatial(x, pads, value=0.0):
     xp = get_array_module(x)
     C, H, W, N = x.shape
     out = xp.empty((C, H + pt + pb, W + pl + pr, N), dtype=x.dtype)
-    # Fill only the border strips: filling the whole array first wrote it twice, and
-    # ResNet-20's first-stage pads (8 MB) took 1.55 ms instead of 1.0.
-    out[:, :pt] = value
-    out[:, pt + H:] = value
-    out[:, pt:pt + H, :pl] = value
-    out[:, pt:pt + H, pl + W:] = value
-    out[:, pt:pt + H, pl:pl + W] = x
+
+    def fill(c):  # channels c: only the border strips are set, then the interior copied
+        # (filling the whole array first wrote it twice: ResNet-20's first-stage pads,
+        # 8 MB, took 1.55 ms instead of 1.0)
+        out[c, :pt] = value
+        out[c, pt + H:] = value
+        out[c, pt:pt + H, :pl] = value
+        out[c, pt:pt + H, pl + W:] = value
+        out[c, pt:pt + H, pl:pl + W] = x[c]
+    by_channels(fill, out)
     return out
 
 
