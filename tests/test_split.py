@@ -33,7 +33,7 @@ def test_shares_cover_every_channel_once(C, expected, split):
 
 def test_small_arrays_stay_in_the_calling_thread(monkeypatch):
     monkeypatch.setattr(parallel, "num_workers", lambda: 2)
-    small = np.zeros((4, parallel.SPLIT_BYTES // 4 // 8 - 1))  # one element short
+    small = np.zeros((4, parallel.SPLIT_BYTES // 4 // 8 - 1))  # one column (32 bytes) short
     assert not parallel.splits(small)
     assert parallel.splits(np.zeros((4, parallel.SPLIT_BYTES // 4 // 8)))
 

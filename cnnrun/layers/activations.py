@@ -58,11 +58,9 @@ class Elementwise(Layer):
             return None, {}
         x, y = cache
         xp = get_array_module(gy)
-        if not parallel.splits(gy):
-            return gy * self.df(xp, x, y), {}
         gx = xp.empty_like(gy)
 
-        def part(c):  # channels c
+        def part(c):  # channels c (all of them when gy is small)
             xc = None if x is None else x[c]
             xp.multiply(gy[c], self.df(xp, xc, y[c]), out=gx[c])
         parallel.by_channels(part, gy)

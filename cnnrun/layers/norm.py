@@ -69,7 +69,7 @@ class BatchNorm(ParamLayer):
         M = x2.shape[1]
         use_batch = ctx.train or not self.track_running_stats
         xc, y = xp.empty_like(x2), xp.empty_like(x2)
-        mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
+        mean, var, inv_std = (xp.empty(C, dtype=x.dtype) for _ in range(3))
         eps = x.dtype.type(self.eps)
 
         def part(c):  # channels c: each channel's statistics are its own
@@ -78,7 +78,7 @@ class BatchNorm(ParamLayer):
             xp.subtract(x2[c], mean[c][:, None], out=xc_c)
             # biased variance, from the centred values
             var[c] = row_dots(xc_c, xc_c) / M if use_batch else p["running_var"][c]
-            s = 1.0 / (var[c] + eps) ** 0.5
+            s = inv_std[c] = 1.0 / (var[c] + eps) ** 0.5
             # The centred x − μ is kept for the backward pass, not x̂ = (x − μ)·s: scaling
             # it in place and then by γ took two more passes than y = (x − μ)·(s·γ).
             xp.multiply(xc_c, (s * p["weight"][c] if self.affine else s)[:, None], out=y_c)
@@ -87,7 +87,6 @@ class BatchNorm(ParamLayer):
         parallel.by_channels(part, x2)
         if use_batch and ctx.train and self.track_running_stats and not ctx.freeze_stats:
             self._update_running(p, mean, var, M)
-        inv_std = 1.0 / (var + eps) ** 0.5
         return y.reshape(x.shape), (xc.reshape(x.shape), inv_std, use_batch)
 
     def _update_running(self, p, mean, var, count):
