@@ -213,12 +213,32 @@ def conv_grad_weight(gy, patches, weight_shape, groups=1):
     """∂E/∂W = Σ_bands gy · colsᵀ per group, shaped like the weight (O, C/G, KH, KW)."""
     xp = patches.xp
     O = weight_shape[0]
+    if patches.use_shifts and is_numpy(xp):
+        return _grad_weight_from_shifts(gy, patches, weight_shape)
 
     def work(cols, r0, R):
         g = gy[:, r0:r0 + R].reshape(O, -1)  # (O, R·OW·N)
         return xp.matmul(_grouped(g, groups), _grouped(cols, groups).swapaxes(-1, -2))
     parts = [p for share in patches.map_columns(work) for p in share]
     return sum(parts[1:], parts[0]).reshape(weight_shape)
+
+
+def _grad_weight_from_shifts(gy, patches, weight_shape):
+    """∂E/∂W of a small input from its row shifts: Σ over output rows r of gy_r · cols_rᵀ,
+    one batched product, with no im2col matrix (25× LeNet's first input at batch 64).
+
+    Each output row's columns are a view of the shifts (see ``Patches.band``), so the
+    products read the input KW times instead of KH·KW: LeNet-5's first weight gradient
+    at batch 64 took 0.86 ms instead of 1.22 (its 6 × 50,176 by 50,176 × 25 product reads
+    5 MB of columns at 15 GFLOP/s)."""
+    xp, G = patches.xp, patches.groups
+    O, Cg, KH, KW = weight_shape
+    OH = patches.out_hw[0]
+    cols = patches.band(0, OH, empty_apart((patches.shift_size,), patches.xpad))
+    per_row = xp.matmul(_output_rows(gy, G), cols.swapaxes(-1, -2))  # (G, OH, O/G, Kg)
+    g = per_row.sum(axis=1)  # (G, O/G, KH·(C/G)·KW), in the shifts' column order
+    g = g.reshape(G, O // G, KH, Cg, KW).transpose(0, 1, 3, 2, 4)  # → (…, C/G, KH, KW)
+    return g.reshape(weight_shape)  # a copy: the axes were reordered
 
 
 def _grouped(a, G):
