@@ -65,16 +65,18 @@ def lp_pool2d(x, k, s, p):
 
 
 def maxpool2d_backward(x, gy, k, s):
-    """First maximum of each window (row-major) receives the window's gradient."""
+    """First maximum of each window (row-major) receives the window's gradient. k and s are
+    an int or a (rows, columns) pair."""
+    (kh, kw), (sh, sw) = [(a, a) if isinstance(a, int) else a for a in (k, s)]
     gx = np.zeros_like(x)
     N, C, OH, OW = gy.shape
     for n in range(N):
         for c in range(C):
             for i in range(OH):
                 for j in range(OW):
-                    win = x[n, c, i * s:i * s + k, j * s:j * s + k]
+                    win = x[n, c, i * sh:i * sh + kh, j * sw:j * sw + kw]
                     u, v = np.unravel_index(np.argmax(win), win.shape)
-                    gx[n, c, i * s + u, j * s + v] += gy[n, c, i, j]
+                    gx[n, c, i * sh + u, j * sw + v] += gy[n, c, i, j]
     return gx
 
 

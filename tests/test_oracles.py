@@ -55,11 +55,12 @@ def test_lp_pool_matches_naive_loops(rng):
     np.testing.assert_allclose(y, oracles.lp_pool2d(x, 2, 2, 3), rtol=1e-12)
 
 
-@pytest.mark.parametrize("k,s,h", [(2, 2, 7), (2, 2, 8), (3, 3, 9), (2, 3, 8), (3, 2, 7),
-                                   (2, 1, 7)])
-def test_maxpool_backward_matches_naive_first_winner(k, s, h, rng):
+@pytest.mark.parametrize("k,s,hw", [(2, 2, 7), (2, 2, 8), (3, 3, 9), (2, 3, 8), (3, 2, 7),
+                                    (2, 1, 7), ((2, 3), (2, 3), (8, 9)), ((3, 2), (3, 2), (9, 5))])
+def test_maxpool_backward_matches_naive_first_winner(k, s, hw, rng):
     """Overlapping windows, and disjoint ones that tile the input, leave a margin or gaps."""
-    x = rng.integers(0, 3, size=(2, 2, h, h)).astype(float)  # many ties on purpose
+    h, w = (hw, hw) if isinstance(hw, int) else hw
+    x = rng.integers(0, 3, size=(2, 2, h, w)).astype(float)  # many ties on purpose
     layer = build("maxpool2d", {"kernel_size": k, "stride": s})
     y, cache = run(layer, {}, x)
     gy = rng.normal(size=y.shape)
