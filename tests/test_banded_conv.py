@@ -160,6 +160,24 @@ def test_columns_match_a_loop_over_every_element(geometry):
         assert not cols.flags.writeable or not p.shifted
 
 
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_weight_gradient_from_shifts_equals_the_im2col_one(geometry):
+    """A small input's weight gradient, summed over the output rows' views of its shifts
+    (vertical dilation and groups included), equals the im2col product's."""
+    rng = np.random.default_rng(1)
+    kernel, stride, dilation, pads, groups = geometry
+    x = rng.normal(size=(2 * groups, 9, 8, 3))
+    xpad = oc.pad_spatial(x, pads)
+    weight_shape = (2 * groups, 2, *kernel)
+    p = oc.Patches(xpad, kernel, stride, dilation, groups)
+    assert p.use_shifts
+    gy = rng.normal(size=(weight_shape[0], *p.out_hw, 3))
+    from_shifts = oc.conv_grad_weight(gy, p, weight_shape, groups)
+    p.use_shifts = False  # the banded im2col path
+    from_columns = oc.conv_grad_weight(gy, p, weight_shape, groups)
+    np.testing.assert_allclose(from_shifts, from_columns, rtol=1e-12, atol=1e-12)
+
+
 def _blas_threads():
     from threadpoolctl import threadpool_info
     return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
