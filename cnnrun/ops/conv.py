@@ -167,6 +167,14 @@ def _kernel_rows(weight, G):
     return w.reshape(G, 1, O // G, KH * Cg * KW)  # a copy: the axes were reordered
 
 
+def _kernel_from_rows(rows, weight_shape):
+    """The inverse of _kernel_rows: (G, O/G, KH·(C/G)·KW) in the shifts' column order →
+    (O, C/G, KH, KW)."""
+    _, Cg, KH, KW = weight_shape
+    w = rows.reshape(*rows.shape[:2], KH, Cg, KW)
+    return w.transpose(0, 1, 3, 2, 4).reshape(weight_shape)  # a copy: axes reordered
+
+
 def _output_rows(y, G):
     """A (O, OH, OW, N) array as (G, OH, O/G, OW·N), a view where y is contiguous (each
     (O/G, OW·N) slice then has unit stride along its rows, as BLAS needs)."""
@@ -212,9 +220,9 @@ def conv_forward(x, weight, bias, stride, pads, dilation, groups=1):
 def conv_grad_weight(gy, patches, weight_shape, groups=1):
     """∂E/∂W = Σ_bands gy · colsᵀ per group, shaped like the weight (O, C/G, KH, KW)."""
     xp = patches.xp
-    O = weight_shape[0]
     if patches.use_shifts and is_numpy(xp):
         return _grad_weight_from_shifts(gy, patches, weight_shape)
+    O = weight_shape[0]
 
     def work(cols, r0, R):
         g = gy[:, r0:r0 + R].reshape(O, -1)  # (O, R·OW·N)
@@ -232,13 +240,10 @@ def _grad_weight_from_shifts(gy, patches, weight_shape):
     at batch 64 took 0.86 ms instead of 1.22 (its 6 × 50,176 by 50,176 × 25 product reads
     5 MB of columns at 15 GFLOP/s)."""
     xp, G = patches.xp, patches.groups
-    O, Cg, KH, KW = weight_shape
     OH = patches.out_hw[0]
     cols = patches.band(0, OH, empty_apart((patches.shift_size,), patches.xpad))
     per_row = xp.matmul(_output_rows(gy, G), cols.swapaxes(-1, -2))  # (G, OH, O/G, Kg)
-    g = per_row.sum(axis=1)  # (G, O/G, KH·(C/G)·KW), in the shifts' column order
-    g = g.reshape(G, O // G, KH, Cg, KW).transpose(0, 1, 3, 2, 4)  # → (…, C/G, KH, KW)
-    return g.reshape(weight_shape)  # a copy: the axes were reordered
+    return _kernel_from_rows(per_row.sum(axis=1), weight_shape)  # Σ over output rows
 
 
 def _grouped(a, G):
