@@ -2,6 +2,7 @@
 
     python benchmarks/compare_torch.py                 # the README table
     python benchmarks/compare_torch.py --rounds 7 --only lenet5
+    python benchmarks/compare_torch.py --profile      # and where each step goes
 
 Each measurement runs in a fresh process (at least 1 s of warm-up steps, then at least
 2 s of timed steps); the two engines alternate (A B A B …)
@@ -14,6 +15,7 @@ anything. Both engines use every core of the machine, in float32.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -120,10 +122,32 @@ def check_outputs_agree(config: str) -> float:
     return err
 
 
-def measure(engine, config, batch, mode, steps) -> dict:
-    out = subprocess.run([sys.executable, __file__, "worker", engine, config, str(batch), mode,
-                          str(steps)], capture_output=True, text=True, check=True)
+def _subprocess(*args) -> dict | list:
+    out = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True,
+                         text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(engine, config, batch, mode, steps) -> dict:
+    return _subprocess("worker", engine, config, batch, mode, steps)
+
+
+def machine() -> str:
+    """CPU model, cores, and the libraries that do the arithmetic."""
+    import numpy as np
+    cpu = platform.machine()
+    with contextlib.suppress(OSError):
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    try:
+        from importlib.metadata import version
+        torch = f", PyTorch {version('torch')}"
+    except Exception:  # not installed: the table cannot be made, but say what is here
+        torch = ""
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy "
+            f"{np.__version__} ({blas['name']} {blas['version']}){torch}")
 
 
 def main():
@@ -131,9 +155,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default=None, help="one config name")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
+    ap.add_argument("--profile", action="store_true",
+                    help="then profile one training run of each network in each engine")
     args = ap.parse_args()
-    lines = [f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-             f"Python {platform.python_version()}; {args.rounds} interleaved rounds per cell; "
+    lines = [f"machine: {machine()}; {args.rounds} interleaved rounds per cell; "
              f"ratio = t_torch / t_cnnrun (above 1: cnnrun faster), median (min–max)", "",
              "| network | batch | mode | cnnrun ms | PyTorch ms | ratio | peak MiB cnnrun / PyTorch |",
              "| --- | ---: | --- | ---: | ---: | --- | --- |"]
@@ -156,12 +181,29 @@ def main():
                    f"{max(t['peak_rss_mb'] for t in theirs):.0f} |")
             print(row, flush=True)
             lines.append(row)
+    if args.profile:
+        lines += ["", "## Where a training step goes", "", profiles.__doc__.split("\n\n")[1]
+                  .replace("\n", " "), ""]
+        for config, batch in CASES:
+            if args.only and config != args.only:
+                continue
+            steps = 20 if config == "lenet5" else 3
+            lines += profiles.markdown(config, batch, _subprocess("profile", "cnnrun", config,
+                                                                  batch, steps),
+                                       _subprocess("profile", "torch", config, batch, steps))
+            print(f"profiled {config} at batch {batch}", flush=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    import profiles
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         e, c, b, m, s = sys.argv[2:7]
         print(json.dumps(worker(e, c, int(b), m, int(s))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "profile":
+        e, c, b, s = sys.argv[2:6]
+        rows = (profiles.cnnrun_rows if e == "cnnrun" else profiles.torch_rows)(c, int(b), int(s))
+        print(json.dumps(rows))
     else:
         main()

@@ -15,6 +15,7 @@ from .layers.containers import run_order
 from .layout import to_engine
 from .model import Model, flatten
 from .optim import build_optimizer
+from .profile import LeafProfile
 
 
 def peak_rss_mb() -> float:
@@ -28,7 +29,10 @@ def _sync(xp):
         xp.cuda.Device().synchronize()
 
 
-def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1) -> dict:
+def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1,
+          profile: bool = False) -> dict:
+    """Time ``steps`` training steps (layer by layer) and inference passes after ``warmup``
+    of each; with ``profile``, then ``steps`` more training steps timed leaf by leaf."""
     from .allocator import keep_freed_memory
     keep_freed_memory()
     t = cfg.train
@@ -90,6 +94,13 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1) 
     _sync(xp)
     infer_s = (time.perf_counter() - t0) / steps
 
+    leaf_rows = None
+    if profile:  # separate steps, so the per-leaf timers cannot touch the numbers above
+        with LeafProfile(model, lambda: _sync(xp)) as prof:
+            for _ in range(steps):
+                train_step(False)
+        leaf_rows = prof.rows(steps)
+
     macs = model.macs()
     rows = [{"name": name, "type": child.type, "forward_ms": 1e3 * fwd[i] / steps,
              "backward_ms": 1e3 * bwd[i] / steps,
@@ -101,4 +112,5 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1) 
             # a training step is about 3× the forward MACs (forward, input and weight gradients)
             "train_gflops": 2 * 3 * macs * batch / train_s / 1e9,
             "infer_gflops": 2 * macs * batch / infer_s / 1e9,
-            "peak_rss_mb": peak_rss_mb(), "layers": rows}
+            "peak_rss_mb": peak_rss_mb(), "layers": rows,
+            **({"profile": leaf_rows} if profile else {})}

@@ -152,6 +152,31 @@ def bench_tables(r: dict, console: Console) -> None:
                                 f"images/s, {r['infer_gflops']:.1f} GFLOP/s")
     totals.add_row("peak resident memory", f"{r['peak_rss_mb']:.0f} MiB")
     console.print(totals)
+    if r.get("profile"):
+        profile_table(r["profile"], console)
+
+
+def profile_table(rows: list[dict], console: Console, top: int = 15) -> None:
+    """The leaf profile of a training step (profile.LeafProfile): the costliest kinds of
+    leaf, the others folded into one row, and the time outside the leaves."""
+    t = Table(title="per training step, leaf layers alike summed", show_edge=False)
+    for col in ("type", "weight", "input", "n", "fwd ms", "bwd ms", "ms", "share"):
+        t.add_column(col, justify="left" if col in ("type", "weight", "input") else "right",
+                     no_wrap=True)
+    leaves, outside = rows[:-1], rows[-1]
+    folded = leaves[top:]
+    for row in leaves[:top]:
+        t.add_row(row["type"], row["weight"], row["input"], f"{row['calls']:g}",
+                  f"{row['forward_ms']:.2f}", f"{row['backward_ms']:.2f}",
+                  f"{row['total_ms']:.2f}", f"{row['share']:.1%}")
+    if folded:
+        t.add_row(f"{len(folded)} more", "", "", "", f"{sum(r['forward_ms'] for r in folded):.2f}",
+                  f"{sum(r['backward_ms'] for r in folded):.2f}",
+                  f"{sum(r['total_ms'] for r in folded):.2f}",
+                  f"{sum(r['share'] for r in folded):.1%}")
+    t.add_row("outside leaves", "", "", "", "", "", f"{outside['total_ms']:.2f}",
+              f"{outside['share']:.1%}")
+    console.print(t)
 
 
 def runs_table(rows: list[dict], console: Console, root) -> None:

@@ -25,3 +25,17 @@ def test_bench_runs_on_every_config(path):
     assert out["batch_size"] == 2 and out["train_images_per_s"] > 0 and out["peak_rss_mb"] > 0
     assert abs(sum(l["share"] for l in out["layers"]) - 1) < 1e-6
     assert all(l["forward_ms"] >= 0 and l["backward_ms"] >= 0 for l in out["layers"])
+
+
+def test_bench_profile_adds_the_leaf_table_and_rows():
+    path = Path(__file__).parent.parent / "configs" / "lenet5.yaml"
+    base = ["bench", str(path), "--batch-size", "2", "--steps", "1", "--profile"]
+    r = CliRunner().invoke(app, base + ["--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)["profile"]
+    assert {row["type"] for row in rows} == {"conv2d", "relu", "maxpool2d", "flatten", "linear",
+                                             "rest"}
+    r = CliRunner().invoke(app, base)
+    assert r.exit_code == 0, r.output
+    assert "leaf layers alike summed" in r.output and "outside leaves" in r.output
+    assert "profile" not in json.loads(CliRunner().invoke(app, base[:-1] + ["--json"]).output)

@@ -17,12 +17,15 @@ def bench(config: Path = typer.Argument(..., help="YAML config file"),
           batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
           steps: int = typer.Option(20, "--steps", min=1),
           warmup: int = typer.Option(1, "--warmup", min=0),
+          profile: bool = typer.Option(False, "--profile",
+                                       help="then time every leaf layer, summed over "
+                                            "those alike (type, weights, input shape)"),
           as_json: bool = typer.Option(False, "--json")):
     """Time training steps and inference per layer on synthetic data (like caffe time)."""
     def body():
         from ..bench import bench as run_bench
         from ..config import load_config
-        result = run_bench(load_config(config, set_ or []), batch_size, steps, warmup)
+        result = run_bench(load_config(config, set_ or []), batch_size, steps, warmup, profile)
         if as_json:
             typer.echo(json.dumps(result))
         else:
