@@ -33,6 +33,7 @@ CASES = [("lenet5", 64), ("lenet5", 256), ("vgg11-cifar10", 128), ("resnet20-cif
 def worker(engine: str, config: str, batch: int, mode: str, steps: int) -> dict:
     """One timed measurement in this process; prints JSON."""
     import numpy as np
+
     from cnnrun.allocator import keep_freed_memory
     from cnnrun.bench import peak_rss_mb
     from cnnrun.config import load_config
@@ -65,9 +66,9 @@ def worker(engine: str, config: str, batch: int, mode: str, steps: int) -> dict:
                 with torch.inference_mode():
                     net(xt)
     else:
+        from cnnrun.config.schema import SGD
         from cnnrun.layout import to_engine
         from cnnrun.optim import build_optimizer
-        from cnnrun.config.schema import SGD
         keep_freed_memory()
         flat = flatten(state)
         opt = build_optimizer(SGD(lr=0.01, momentum=0.9), sorted(model.trainable_names()))
@@ -104,6 +105,7 @@ def check_outputs_agree(config: str) -> float:
     import torch
     sys.path.insert(0, str(Path(__file__).parent))
     from torch_model import build, copy_weights
+
     from cnnrun.config import load_config
     from cnnrun.layout import to_engine
     from cnnrun.model import Model, flatten
@@ -134,42 +136,39 @@ def measure(engine, config, batch, mode, steps) -> dict:
 
 def machine() -> str:
     """CPU model, cores, and the libraries that do the arithmetic."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import numpy as np
     cpu = platform.machine()
-    with contextlib.suppress(OSError):
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                 if line.startswith("model name")]
+    with contextlib.suppress(OSError):  # not Linux: the architecture only
+        names = [line.split(":", 1)[1].strip() for line in
+                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
         cpu = names[0] if names else cpu
     blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
     try:
-        from importlib.metadata import version
         torch = f", PyTorch {version('torch')}"
-    except Exception:  # not installed: the table cannot be made, but say what is here
+    except PackageNotFoundError:  # the table cannot be made, but say what is here
         torch = ""
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy "
             f"{np.__version__} ({blas['name']} {blas['version']}){torch}")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--only", default=None, help="one config name")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
-    ap.add_argument("--profile", action="store_true",
-                    help="then profile one training run of each network in each engine")
-    args = ap.parse_args()
-    lines = [f"machine: {machine()}; {args.rounds} interleaved rounds per cell; "
-             f"ratio = t_torch / t_cnnrun (above 1: cnnrun faster), median (min–max)", "",
+def _cases(only):
+    return [(config, batch) for config, batch in CASES if not only or config == only]
+
+
+def timing_table(rounds: int, only) -> list[str]:
+    """The README table: per network, batch and mode, the interleaved ratio."""
+    lines = [(f"machine: {machine()}; {rounds} interleaved rounds per cell; "
+              f"ratio = t_torch / t_cnnrun (above 1: cnnrun faster), median (min–max)"), "",
              "| network | batch | mode | cnnrun ms | PyTorch ms | ratio | peak MiB cnnrun / PyTorch |",
              "| --- | ---: | --- | ---: | ---: | --- | --- |"]
-    for config, batch in CASES:
-        if args.only and config != args.only:
-            continue
+    for config, batch in _cases(only):
         check_outputs_agree(config)
         steps = 30 if config == "lenet5" else 3
         for mode in ("train", "infer"):
             ours, theirs = [], []
-            for _ in range(args.rounds):
+            for _ in range(rounds):
                 ours.append(measure("cnnrun", config, batch, mode, steps))
                 theirs.append(measure("torch", config, batch, mode, steps))
             ratios = [t["seconds"] / o["seconds"] for o, t in zip(ours, theirs)]
@@ -181,17 +180,36 @@ def main():
                    f"{max(t['peak_rss_mb'] for t in theirs):.0f} |")
             print(row, flush=True)
             lines.append(row)
+    return lines
+
+
+def profile_section(only) -> list[str]:
+    """Per network, each engine's costliest parts of a training step (profiles.py)."""
+    lines = ["## Where a training step goes", "",
+             profiles.__doc__.split("\n\n")[1].replace("\n", " "), ""]
+    for config, batch in _cases(only):
+        steps = 20 if config == "lenet5" else 3
+        lines += profiles.markdown(config, batch,
+                                   _subprocess("profile", "cnnrun", config, batch, steps),
+                                   _subprocess("profile", "torch", config, batch, steps))
+        print(f"profiled {config} at batch {batch}", flush=True)
+    return lines
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5, help="0: no timing (with --profile)")
+    ap.add_argument("--only", default=None, help="one config name")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
+    ap.add_argument("--profile", action="store_true",
+                    help="then profile one training run of each network in each engine")
+    args = ap.parse_args()
+    if args.rounds < 1 and not args.profile:
+        ap.error("--rounds 0 measures nothing without --profile")
+    lines = timing_table(args.rounds, args.only) + [""] if args.rounds > 0 else \
+        [f"machine: {machine()}", ""]
     if args.profile:
-        lines += ["", "## Where a training step goes", "", profiles.__doc__.split("\n\n")[1]
-                  .replace("\n", " "), ""]
-        for config, batch in CASES:
-            if args.only and config != args.only:
-                continue
-            steps = 20 if config == "lenet5" else 3
-            lines += profiles.markdown(config, batch, _subprocess("profile", "cnnrun", config,
-                                                                  batch, steps),
-                                       _subprocess("profile", "torch", config, batch, steps))
-            print(f"profiled {config} at batch {batch}", flush=True)
+        lines += profile_section(args.only)
     Path(args.out).write_text("\n".join(lines) + "\n")
 
 

@@ -2,8 +2,8 @@
 
 cnnrun's side is ``cnnrun bench --profile`` (every leaf layer timed, leaves alike
 summed: type, weight shape, input shape). PyTorch's is torch.profiler's self CPU
-time per operator, grouped by the shapes of its operands (a convolution's backward
-is listed under its first operand, the output gradient). Both profile a separate
+time per operator, grouped by the shapes of its operands (the table gives the first
+two: a convolution's input and weight, its backward's output gradient and input). Both profile a separate
 run from the timed ones: the profilers slow the steps they watch (PyTorch's by
 about a fifth), so the shares, not the milliseconds, are what compare.
 """
@@ -19,6 +19,13 @@ TOP = 10  # rows per engine and network
 
 def _dims(shape) -> str:
     return "×".join(str(n) for n in shape)
+
+
+def _operands(shapes) -> str:
+    """The first two tensor operands' full shapes (batch first, as PyTorch gives them): an
+    activation and a weight for a convolution, the output gradient and the input for its
+    backward."""
+    return "; ".join([_dims(s) for s in shapes if s][:2])
 
 
 def cnnrun_rows(config: str, batch: int, steps: int) -> list[dict]:
@@ -66,8 +73,7 @@ def torch_rows(config: str, batch: int, steps: int) -> list[dict]:
     events = [e for e in prof.key_averages(group_by_input_shape=True)
               if e.self_cpu_time_total > 0]
     events.sort(key=lambda e: -e.self_cpu_time_total)
-    rows = [{"op": e.key, "input": _dims(e.input_shapes[0][1:]) if e.input_shapes and
-             e.input_shapes[0] else "", "calls": e.count / steps,
+    rows = [{"op": e.key, "input": _operands(e.input_shapes), "calls": e.count / steps,
              "ms": e.self_cpu_time_total / steps / 1e3, "share": e.self_cpu_time_total / wall_us}
             for e in events[:TOP]]
     rest_us = wall_us - sum(e.self_cpu_time_total for e in events[:TOP])
@@ -87,7 +93,7 @@ def markdown(config: str, batch: int, ours: list[dict], theirs: list[dict]) -> l
     rest = sum(r["share"] for r in leaves[TOP:]) + outside["share"]
     lines += [(f"| everything else (other leaves, containers, loss, optimizer) | | | | | | "
                f"{rest:.1%} |"), "",
-              "| PyTorch operator | first operand | n | self ms | share |",
+              "| PyTorch operator | operands | n | self ms | share |",
               "| --- | --- | ---: | ---: | ---: |"]
     for r in theirs[:-1]:
         lines.append(f"| {r['op']} | {r['input']} | {r['calls']:g} | {r['ms']:.2f} | "

@@ -39,14 +39,14 @@ class LeafProfile:
 
     def __init__(self, model, sync=lambda: None):
         self.sync = sync  # waits for a GPU's queued kernels before the clock is read
-        self.kind = {id(leaf): leaf_kind(leaf, shape)
-                     for _, leaf, shape in leaves(model.root, model.input_shape)}
-        self.classes = list(dict.fromkeys(type(leaf) for _, leaf, _ in
-                                          leaves(model.root, model.input_shape)))
+        found = list(leaves(model.root, model.input_shape))
+        self.kind = {id(leaf): leaf_kind(leaf, shape) for _, leaf, shape in found}
+        self.classes = list(dict.fromkeys(type(leaf) for _, leaf, _ in found))  # model order
         self.seconds = defaultdict(lambda: [0.0, 0.0])  # kind → [forward, backward]
         self.calls = defaultdict(int)  # kind → forward calls
         self._saved = {}
         self.wall = 0.0  # seconds inside the block
+        self._start = 0.0
 
     def __enter__(self):
         # Every original is read before any is replaced: a subclass that inherits its
@@ -72,6 +72,7 @@ class LeafProfile:
             kind = self.kind.get(id(layer))
             if kind is None:  # a leaf of another model
                 return original(layer, *args, **kwargs)
+            self.sync()  # a container's queued GPU work is not this leaf's
             t0 = time.perf_counter()
             out = original(layer, *args, **kwargs)
             self.sync()
