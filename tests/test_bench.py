@@ -14,7 +14,7 @@ CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_bench_runs_on_every_config(path):
-    args = ["bench", str(path), "--batch-size", "2", "--steps", "1", "--json"]
+    args = ["bench", str(path), "--batch-size", "2", "--steps", "1", "--profile", "--json"]
     if path.stem in SMALL_INPUT:
         args += ["--set", f"model.input_shape={SMALL_INPUT[path.stem]}"]
     r = CliRunner().invoke(app, args)
@@ -25,6 +25,9 @@ def test_bench_runs_on_every_config(path):
     assert out["batch_size"] == 2 and out["train_images_per_s"] > 0 and out["peak_rss_mb"] > 0
     assert abs(sum(l["share"] for l in out["layers"]) - 1) < 1e-6
     assert all(l["forward_ms"] >= 0 and l["backward_ms"] >= 0 for l in out["layers"])
+    profile = out["profile"]  # every leaf, nested ones included, then the time outside them
+    assert profile[-1]["type"] == "rest" and profile[-1]["share"] >= 0
+    assert abs(sum(r["share"] for r in profile) - 1) < 1e-6
 
 
 def test_bench_profile_adds_the_leaf_table_and_rows():
