@@ -88,7 +88,8 @@ def markdown(config: str, batch: int, ours: list[dict], theirs: list[dict]) -> l
              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
     leaves, outside = ours[:-1], ours[-1]
     for r in leaves[:TOP]:
-        lines.append(f"| {r['type']} | {r['weight']} | {r['input']} | {r['calls']:g} | "
+        lines.append(f"| {r['type']} | {_dims(r['weight'] or ())} | {_dims(r['input'])} | "
+                     f"{r['calls']:g} | "
                      f"{r['forward_ms']:.2f} | {r['backward_ms']:.2f} | {r['share']:.1%} |")
     rest = sum(r["share"] for r in leaves[TOP:]) + outside["share"]
     lines += [(f"| everything else (other leaves, containers, loss, optimizer) | | | | | | "

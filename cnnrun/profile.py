@@ -23,15 +23,12 @@ from .model import leaves
 _PASSES = ("forward", "backward")
 
 
-def _dims(shape) -> str:
-    return "×".join(str(n) for n in shape)
-
-
-def leaf_kind(leaf, in_shape) -> tuple[str, str, str, str]:
-    """(type, weight shape, input shape, output shape): what makes two leaves' work alike."""
+def leaf_kind(leaf, in_shape) -> tuple:
+    """(type, weight shape or None, input shape, output shape): what makes two leaves'
+    work alike."""
     weight = leaf.param_shapes(in_shape).get("weight")
-    return (leaf.type, _dims(weight) if weight else "", _dims(in_shape),
-            _dims(leaf.output_shape(in_shape)))
+    return (leaf.type, tuple(weight) if weight else None, tuple(in_shape),
+            tuple(leaf.output_shape(in_shape)))
 
 
 class LeafProfile:
@@ -86,14 +83,15 @@ class LeafProfile:
         containers' own work such as residual additions, the loss, the optimizer) as
         type "rest"; shares of the block's time."""
         wall = max(self.wall, 1e-12)
-        out = [{"type": kind[0], "weight": kind[1], "input": kind[2], "output": kind[3],
+        out = [{"type": kind[0], "weight": kind[1] and list(kind[1]), "input": list(kind[2]),
+                "output": list(kind[3]),
                 "calls": self.calls[kind] / steps, "forward_ms": 1e3 * f / steps,
                 "backward_ms": 1e3 * b / steps, "total_ms": 1e3 * (f + b) / steps,
                 "share": (f + b) / wall}
                for kind, (f, b) in self.seconds.items()]
         out.sort(key=lambda r: -r["share"])
         rest = wall - sum(f + b for f, b in self.seconds.values())
-        out.append({"type": "rest", "weight": "", "input": "", "output": "", "calls": None,
+        out.append({"type": "rest", "weight": None, "input": None, "output": None, "calls": None,
                     "forward_ms": None, "backward_ms": None, "total_ms": 1e3 * rest / steps,
                     "share": rest / wall})
         return out

@@ -166,7 +166,8 @@ def profile_table(rows: list[dict], console: Console, top: int = 15) -> None:
     leaves, outside = rows[:-1], rows[-1]
     folded = leaves[top:]
     for row in leaves[:top]:
-        t.add_row(row["type"], row["weight"], row["input"], f"{row['calls']:g}",
+        t.add_row(row["type"], _shape(row["weight"] or ()), _shape(row["input"]),
+                  f"{row['calls']:g}",
                   f"{row['forward_ms']:.2f}", f"{row['backward_ms']:.2f}",
                   f"{row['total_ms']:.2f}", f"{row['share']:.1%}")
     if folded:

@@ -34,10 +34,11 @@ def test_every_leaf_is_timed_once_per_step_and_the_shares_add_up(name):
     expected = Counter(leaf_kind(leaf, shape) for _, leaf, shape in
                        leaves(model.root, model.input_shape))
     leaf_rows, outside = rows[:-1], rows[-1]
-    got = {(r["type"], r["weight"], r["input"], r["output"]): r["calls"] for r in leaf_rows}
+    got = {(r["type"], r["weight"] and tuple(r["weight"]), tuple(r["input"]),
+            tuple(r["output"])): r["calls"] for r in leaf_rows}
     assert got == expected  # one row per kind of leaf; ResNet-20 has 6 first-stage 3×3 convs
     if name == "resnet20-cifar10":
-        assert got[("conv2d", "16×16×3×3", "16×32×32", "16×32×32")] == 6
+        assert got[("conv2d", (16, 16, 3, 3), (16, 32, 32), (16, 32, 32))] == 6
     assert outside["type"] == "rest" and outside["share"] >= 0  # no leaf counted twice
     assert sum(r["share"] for r in rows) == pytest.approx(1.0, abs=1e-9)
     assert [r["share"] for r in leaf_rows] == sorted((r["share"] for r in leaf_rows),
