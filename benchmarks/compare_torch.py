@@ -47,20 +47,14 @@ def worker(engine: str, config: str, batch: int, mode: str, steps: int) -> dict:
     if engine == "torch":
         import torch
         sys.path.insert(0, str(Path(__file__).parent))
-        from torch_model import build, copy_weights
-        torch.set_num_threads(os.cpu_count())
-        net = build(model.root, model.input_shape)
-        copy_weights(net, flatten(state))
-        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        loss_fn = torch.nn.CrossEntropyLoss()
+        from torch_model import training_twin
+        net, train_step = training_twin(model, flatten(state), x, y)
+        xt = torch.from_numpy(x)
 
         def step():
             if mode == "train":
                 net.train()
-                opt.zero_grad(set_to_none=True)
-                loss_fn(net(xt), yt).backward()
-                opt.step()
+                train_step()
             else:
                 net.eval()
                 with torch.inference_mode():

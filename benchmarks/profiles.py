@@ -10,7 +10,6 @@ about a fifth), so the shares, not the milliseconds, are what compare.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,28 +40,18 @@ def torch_rows(config: str, batch: int, steps: int) -> list[dict]:
     import time
 
     import numpy as np
-    import torch
     from torch.profiler import profile
-    from torch_model import build, copy_weights
+    from torch_model import training_twin
 
     from cnnrun.config import load_config
     from cnnrun.model import Model, flatten
     cfg = load_config(ROOT / "configs" / f"{config}.yaml")
     model = Model(cfg.model.layers, cfg.model.input_shape)
-    torch.set_num_threads(os.cpu_count())
-    net = build(model.root, model.input_shape)
-    copy_weights(net, flatten(model.init(seed=0)))
-    net.train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.random((batch, *cfg.model.input_shape), dtype=np.float32))
-    y = torch.from_numpy(rng.integers(0, model.output_shape[0], batch))
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss_fn(net(x), y).backward()
-        opt.step()
+    x = rng.random((batch, *cfg.model.input_shape), dtype=np.float32)
+    y = rng.integers(0, model.output_shape[0], batch)
+    net, step = training_twin(model, flatten(model.init(seed=0)), x, y)
+    net.train()
     for _ in range(max(3, steps)):  # oneDNN builds its kernels over the first steps
         step()
     t0 = time.perf_counter()

@@ -100,4 +100,22 @@ def copy_weights(module: nn.Module, flat_state: dict) -> None:
     module.load_state_dict(tensors, strict=False)
 
 
-__all__ = ["build", "copy_weights"]
+def training_twin(model, flat_state: dict, x, y):
+    """The benchmark's PyTorch side on all cores: (net, step), step() one SGD step
+    (momentum 0.9, cross-entropy) on the batch x, y (NumPy, batch first)."""
+    import os
+    torch.set_num_threads(os.cpu_count())
+    net = build(model.root, model.input_shape)
+    copy_weights(net, flat_state)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(xt), yt).backward()
+        opt.step()
+    return net, step
+
+
+__all__ = ["build", "copy_weights", "training_twin"]

@@ -94,23 +94,21 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1,
     _sync(xp)
     infer_s = (time.perf_counter() - t0) / steps
 
-    leaf_rows = None
-    if profile:  # separate steps, so the per-leaf timers cannot touch the numbers above
-        with LeafProfile(model, lambda: _sync(xp)) as prof:
-            for _ in range(steps):
-                train_step(False)
-        leaf_rows = prof.rows(steps)
-
     macs = model.macs()
     rows = [{"name": name, "type": child.type, "forward_ms": 1e3 * fwd[i] / steps,
              "backward_ms": 1e3 * bwd[i] / steps,
              "share": (fwd[i] + bwd[i]) / max(fwd.sum() + bwd.sum(), 1e-12)}
             for i, (name, child) in enumerate(children)]
-    return {"config": cfg.name, "batch_size": batch, "steps": steps, "dtype": t.dtype,
-            "backend": t.backend, "train_step_ms": 1e3 * train_s, "infer_ms": 1e3 * infer_s,
-            "train_images_per_s": batch / train_s, "infer_images_per_s": batch / infer_s,
-            # a training step is about 3× the forward MACs (forward, input and weight gradients)
-            "train_gflops": 2 * 3 * macs * batch / train_s / 1e9,
-            "infer_gflops": 2 * macs * batch / infer_s / 1e9,
-            "peak_rss_mb": peak_rss_mb(), "layers": rows,
-            **({"profile": leaf_rows} if profile else {})}
+    result = {"config": cfg.name, "batch_size": batch, "steps": steps, "dtype": t.dtype,
+              "backend": t.backend, "train_step_ms": 1e3 * train_s, "infer_ms": 1e3 * infer_s,
+              "train_images_per_s": batch / train_s, "infer_images_per_s": batch / infer_s,
+              # a training step is about 3× the forward MACs (forward, input and weight gradients)
+              "train_gflops": 2 * 3 * macs * batch / train_s / 1e9,
+              "infer_gflops": 2 * macs * batch / infer_s / 1e9,
+              "peak_rss_mb": peak_rss_mb(), "layers": rows}
+    if profile:  # separate steps, so the per-leaf timers cannot touch the numbers above
+        with LeafProfile(model, lambda: _sync(xp)) as prof:
+            for _ in range(steps):
+                train_step(False)
+        result["profile"] = prof.rows(steps)
+    return result
