@@ -3,9 +3,10 @@
 cnnrun's side is ``cnnrun bench --profile`` (every leaf layer timed, leaves alike
 summed: type, weight shape, input shape). PyTorch's is torch.profiler's self CPU
 time per operator, grouped by the shapes of its operands (the table gives the first
-two: a convolution's input and weight, its backward's output gradient and input). Both profile a separate
-run from the timed ones: the profilers slow the steps they watch (PyTorch's by
-about a fifth), so the shares, not the milliseconds, are what compare.
+two: a convolution's input and weight, its backward's output gradient and input).
+Both profile a separate run from the timed ones: the profilers slow the steps they
+watch (PyTorch's by about a fifth), so the shares, not the milliseconds, are what
+compare.
 """
 
 from __future__ import annotations
