@@ -3,8 +3,10 @@ rules (no weights are allocated, so VGG-16 is instant).
 
 Memory is an estimate per batch: parameters, their gradients and the
 optimizer's state, plus the activations kept for backward: each layer's
-output and each convolution's padded input. Column matrices are never kept
-(``ops.conv``: they are built band by band in each pass).
+output and what else its backward keeps (``Layer.kept_elements``: a
+convolution's padded input where its weight gradient reads the input's columns).
+Column matrices are never kept (``ops.conv``: they are built band by band in
+each pass).
 """
 
 from __future__ import annotations
@@ -47,20 +49,11 @@ def layer_rows(layer, in_shape, rf: RF, prefix: str = "", depth: int = 0) -> lis
             children += layer_rows(child, shape, child_rf, f"{prefix}{name}.", depth + 1)
         kept = sum(r.kept_elements for r in children if r.depth == depth + 1)
     else:
-        kept = math.prod(layer.output_shape(in_shape)) + _kept_input(layer, in_shape)
+        kept = math.prod(layer.output_shape(in_shape)) + layer.kept_elements(in_shape)
     row = Row(prefix.rstrip("."), layer.type, depth, tuple(layer.output_shape(in_shape)),
               layer.n_params(in_shape), layer.n_trainable(in_shape), layer.macs(in_shape),
               out_rf.size, out_rf.jump, out_rf.start, layer.connections(in_shape), kept)
     return [row] + children
-
-
-def _kept_input(layer, in_shape) -> int:
-    """Elements per sample a convolution keeps for its weight gradient: its padded input
-    (the columns are rebuilt from it band by band)."""
-    if layer.type in ("conv2d", "conv1d"):
-        padded = [n + a + b for n, (a, b) in zip(in_shape[1:], layer.pads())]
-        return in_shape[0] * math.prod(padded)
-    return 0
 
 
 def summarize(model: Model, train_cfg=None, batch_size: int | None = None) -> dict:

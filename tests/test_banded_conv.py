@@ -6,11 +6,14 @@ path (the one every large network takes) would go unchecked. Here the size
 limits are forced down to one or two output rows per band, with two workers.
 """
 
+import math
+
 import numpy as np
 import pytest
 
 from cnnrun.gradcheck import check_layer
 from cnnrun.ops import conv as oc
+from cnnrun.ops import conv_grad as ocg
 from cnnrun.ops import parallel
 from conftest import EXAMPLES, build
 
@@ -49,7 +52,7 @@ def _all_three(x, w, b, stride, pads, dilation, groups):
     y, patches = oc.conv_forward(x, w, b, stride, pads, dilation, groups)
     gy = np.random.default_rng(1).normal(size=y.shape).astype(y.dtype)
     gW = oc.conv_grad_weight(gy, patches, w.shape, groups)
-    gx = oc.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups)
+    gx = ocg.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups)
     return y, gW, gx
 
 
@@ -80,9 +83,47 @@ def test_stride1_input_gradient_as_a_convolution_equals_col2im(geometry):
     x, w, _, stride, pads, dilation, groups = _case(geometry)
     y, _ = oc.conv_forward(x, w, None, stride, pads, dilation, groups)
     gy = np.random.default_rng(2).normal(size=y.shape)
-    via_conv = oc.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups)
-    via_col2im = oc._col2im_grad(gy, w, x.shape[1:3], stride, pads, dilation, groups)
+    via_conv = ocg.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups)
+    via_col2im = ocg._col2im_grad(gy, w, x.shape[1:3], stride, pads, dilation, groups)
     np.testing.assert_allclose(via_conv, via_col2im, rtol=1e-12, atol=1e-12)
+
+
+def _backward_both_ways(case, gy):
+    """conv_backward from the saved input, and the two separate gradients of the columns
+    of the padded input (conv_grad_weight) and of gy (conv_grad_input)."""
+    x, w, b, stride, pads, dilation, groups = case
+    y, saved = ocg.conv_forward_saving(x, w, b, stride, pads, dilation, groups)
+    gx, gW, gb = ocg.conv_backward(gy, w, saved, stride, dilation, groups, True, True)
+    separate = (ocg.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups),
+                oc.conv_grad_weight(gy, _patches(x, case), w.shape, groups))
+    return saved, (gx, gW), separate
+
+
+@pytest.mark.parametrize("bands", [None, 1, 2], ids=["shifts", "1-row", "2-rows"])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_both_gradients_from_gy_columns_equal_the_separate_ones(geometry, bands, banded):
+    """Where ∂E/∂x is a convolution of gy, ∂E/∂W comes from the same columns (x · colsᵀ,
+    kernel flipped back), from row shifts or im2col bands; the padded input is not kept.
+    Elsewhere the backward reads the padded input's columns, as before."""
+    case = _case(geometry)
+    x, w = case[0], case[1]
+    gy = np.random.default_rng(3).normal(size=(w.shape[0], *_patches(x, case).out_hw, 3))
+    if bands:
+        banded(bands * 8 * w.shape[0] * w.shape[2] * w.shape[3] * x.shape[2] * 3 + 7)
+    saved, (gx, gW), (gx_sep, gW_sep) = _backward_both_ways(case, gy)
+    shared = ocg.input_grad_is_conv(w.shape[2:], x.shape[1:3], gy.shape[1:3], *case[3:6])
+    assert (saved.x is not None) == shared and (saved._patches is None) == shared
+    np.testing.assert_allclose(gx, gx_sep, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gW, gW_sep, rtol=1e-12, atol=1e-12)
+
+
+def test_gy_columns_serve_the_stride1_geometries():
+    """The geometries that take both gradients from gy's columns: stride 1 with about as
+    many inputs as outputs (ResNet's and VGG's 3×3 'same', 1×1), not 'valid' 5×5 (LeNet)."""
+    shared = [ocg.input_grad_is_conv(k, (9, 8), oc._out_hw((9 + sum(p[0]), 8 + sum(p[1])),
+                                                          k, s, d), s, p, d)
+              for k, s, d, p, _ in GEOMETRIES]
+    assert shared == [True, False, False, False, True, True]
 
 
 STRIDED = [  # kernel, stride, dilation, pads, groups: every phase shape the rule meets
@@ -101,9 +142,9 @@ def test_strided_input_gradient_split_by_channels_equals_whole(geometry, banded)
     x, w, _, stride, pads, dilation, groups = _case(geometry)
     y, _ = oc.conv_forward(x, w, None, stride, pads, dilation, groups)
     gy = np.random.default_rng(2).normal(size=y.shape)
-    whole = oc.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups)
+    whole = ocg.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups)
     banded(1)
-    split = oc.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups)
+    split = ocg.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups)
     assert split.shape == x.shape
     np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-12)
 
@@ -224,19 +265,29 @@ def test_split_matmul_equals_numpy(monkeypatch):
     assert len(shares) == 1
 
 
-def test_summary_counts_what_a_convolution_keeps():
-    """``cnnrun summary``'s memory estimate: a convolution keeps its padded input and output
-    for the backward pass, and no column matrix (they are rebuilt band by band)."""
+@pytest.mark.parametrize("kernel,padding,stride,kept", [
+    (3, 1, 1, 0),             # 'same': both gradients from gy's columns, x itself kept
+    (5, 0, 1, 2 * 8 * 8),     # 'valid' 5×5: the (unpadded) input's columns give ∂E/∂W
+    (3, 1, 2, 2 * 10 * 10),   # stride 2: the padded input
+], ids=["same", "valid", "stride-2"])
+def test_summary_counts_what_a_convolution_keeps(kernel, padding, stride, kept):
+    """``cnnrun summary``'s memory estimate: a convolution keeps its output and, where its
+    weight gradient reads the input's columns, its padded input; never a column matrix
+    (they are rebuilt band by band). The estimate follows what the forward really keeps."""
     from cnnrun.config.schema import TrainConfig
     from cnnrun.model import Model
     from cnnrun.summary import summarize
-    model = Model([{"type": "conv2d", "name": "c", "out_channels": 4, "kernel_size": 3,
-                    "padding": 1}, {"type": "flatten"}, {"type": "linear", "out_features": 3}],
-                  (2, 8, 8))
+    conv = {"type": "conv2d", "name": "c", "out_channels": 4, "kernel_size": kernel,
+            "padding": padding, "stride": stride}
+    model = Model([{"type": "relu"}, conv, {"type": "flatten"},
+                   {"type": "linear", "out_features": 3}], (2, 8, 8))
     state = model.init(seed=0, dtype=np.float64)
-    _, cache = model.forward(state, np.zeros((2, 8, 8, 5)), train=True)
-    patches = cache[0][0]
-    arrays = [v for v in vars(patches).values() if isinstance(v, np.ndarray)]
-    assert len(arrays) == 1 and arrays[0] is patches.xpad and patches.xpad.shape == (2, 10, 10, 5)
-    row = summarize(model, TrainConfig(batch_size=5))["layers"][0]
-    assert row["kept_elements"] == 4 * 8 * 8 + 2 * 10 * 10  # output + padded input
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 5))
+    _, cache = model.forward(state, x, train=True)
+    saved = cache[1]
+    arrays = [a for a in (saved.x, saved._patches and saved._patches.xpad) if a is not None]
+    assert len(arrays) == 1  # x, or the padded input: never both
+    assert (saved.x is not None) == (kept == 0)
+    assert arrays[0].size == (2 * 8 * 8 * 5 if kept == 0 else kept * 5)
+    row = summarize(model, TrainConfig(batch_size=5))["layers"][1]
+    assert row["kept_elements"] == math.prod(model.root.layers[1].output_shape((2, 8, 8))) + kept

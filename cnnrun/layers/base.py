@@ -126,6 +126,11 @@ class Layer(BaseModel):
         rest, as torchvision's and fvcore's tables count. FLOPs = 2·MACs."""
         return 0
 
+    def kept_elements(self, in_shape: Shape) -> int:
+        """Elements per sample that the backward keeps besides the layers' outputs (a
+        convolution's padded input), for ``cnnrun summary``'s memory estimate."""
+        return 0
+
     def connections(self, in_shape: Shape) -> int:
         """LeCun's "connections" per sample: MACs plus one bias add per output unit."""
         bias = "bias" in self.param_shapes(in_shape)

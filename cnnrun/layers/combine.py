@@ -8,7 +8,7 @@ from typing import ClassVar, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from ..backend import get_array_module
-from ..ops.conv import conv_backward, conv_forward
+from ..ops.conv_grad import conv_backward, conv_forward_saving
 from ..ops.rows import channel_sums
 from ..registry import LAYERS
 from .base import ParamLayer, ShapeError
@@ -112,22 +112,22 @@ class CombineMaps(ParamLayer):
         xp = get_array_module(x)
         C = x.shape[0]
         stride, pads, dilation = self._geo()
-        z, patches = conv_forward(x, p["kernel"], None, stride, pads, dilation, groups=C)
+        z, saved = conv_forward_saving(x, p["kernel"], None, stride, pads, dilation, groups=C)
         alpha = softmax_rows(xp, p["mix"])  # (O, C)
         _, OH, OW, N = z.shape
         y = (alpha @ z.reshape(C, -1)).reshape(self.out_channels, OH, OW, N)  # (O, OH, OW, N)
         if self.bias:
             y += p["bias"][:, None, None, None]
-        return y, (z, patches, alpha, x.shape[1:3])
+        return y, (z, saved, alpha)
 
     def backward(self, p, cache, gy, need_gx=True):
-        z, patches, alpha, in_hw = cache
+        z, saved, alpha = cache
         C = z.shape[0]
         gy2 = gy.reshape(self.out_channels, -1)  # (O, OH·OW·N)
         gz = (alpha.T @ gy2).reshape(z.shape)
-        stride, pads, dilation = self._geo()
-        gx, gk, _ = conv_backward(gz, p["kernel"], patches, in_hw, stride, pads, dilation, C,
-                                  need_gx, False, need_params=self.trainable)
+        stride, _, dilation = self._geo()
+        gx, gk, _ = conv_backward(gz, p["kernel"], saved, stride, dilation, C, need_gx, False,
+                                  need_params=self.trainable)
         if not self.trainable:
             return gx, {}
         g_alpha = gy2 @ z.reshape(C, -1).T  # (O, C): Σ δ_j ∘ z_i

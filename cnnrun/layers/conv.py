@@ -8,8 +8,9 @@ from typing import ClassVar, Literal, Optional, Union
 from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from ..backend import get_array_module
-from ..ops.conv import (apply_weight, conv_backward, conv_forward, conv_grad_input,
-                        conv_grad_weight)
+from ..ops.conv import apply_weight, conv_forward, conv_grad_weight
+from ..ops.conv_grad import (conv_backward, conv_forward_saving, conv_grad_input,
+                             input_grad_is_conv)
 from ..ops.shapes import conv_out_size, same_padding
 from ..registry import LAYERS
 from .base import ParamLayer, ShapeError
@@ -128,6 +129,17 @@ class ConvNd(ParamLayer):
         out = self.output_shape(in_shape)
         return math.prod(out[1:]) * self._links(in_shape) * math.prod(self.kernel())
 
+    def kept_elements(self, in_shape):
+        """The padded input, whose columns give ∂E/∂W; nothing where both gradients come
+        from gy's columns (``ops.conv_grad``): x itself is kept, the previous output."""
+        (C, *in_hw), (_, *out_hw) = in_shape, self.output_shape(in_shape)
+        in_hw, out_hw = ([1] * (2 - self.nd) + list(hw) for hw in (in_hw, out_hw))
+        stride, pads, dilation = self._as2d()
+        kernel = (1,) * (2 - self.nd) + self.kernel()
+        if input_grad_is_conv(kernel, in_hw, out_hw, stride, pads, dilation):
+            return 0
+        return C * math.prod(n + a + b for n, (a, b) in zip(in_hw, pads))
+
     # ---- computation (the 1-D case runs as a 2-D one of height 1) ------------
     def _as2d(self):
         if self.nd == 2:
@@ -154,18 +166,17 @@ class ConvNd(ParamLayer):
     def forward(self, p, x, ctx):
         x4 = x if self.nd == 2 else x[:, None]  # (C, L, N) -> (C, 1, L, N)
         stride, pads, dilation = self._as2d()
-        y, patches = conv_forward(x4, self._weight2d(p["weight"]), p.get("bias"), stride, pads,
-                                  dilation, self.groups)
+        y, saved = conv_forward_saving(x4, self._weight2d(p["weight"]), p.get("bias"), stride,
+                                       pads, dilation, self.groups)
         y = y if self.nd == 2 else y[:, 0]  # (O, 1, OL, N) -> (O, OL, N)
-        return y, (patches, x4.shape[1:3])
+        return y, saved
 
     def backward(self, p, cache, gy, need_gx=True):
-        patches, in_hw = cache
         gy4 = gy if self.nd == 2 else gy[:, None]
-        stride, pads, dilation = self._as2d()
+        stride, _, dilation = self._as2d()
         w2 = self._weight2d(p["weight"])
-        gx, gW, gb = conv_backward(gy4, w2, patches, in_hw, stride, pads, dilation, self.groups,
-                                   need_gx, self.bias, need_params=self.trainable)
+        gx, gW, gb = conv_backward(gy4, w2, cache, stride, dilation, self.groups, need_gx,
+                                   self.bias, need_params=self.trainable)
         if gx is not None and self.nd == 1:
             gx = gx[:, 0]  # (C, 1, L, N) -> (C, L, N)
         return gx, (self._param_grads(gW, gb) if self.trainable else {})
@@ -185,7 +196,7 @@ class ConvNd(ParamLayer):
 
     # ---- R-operator: conv is bilinear in (x, W) ----------------------------------
     def r_forward(self, p, v, rx, cache, ctx):
-        patches, _ = cache
+        patches = cache.patches()
         rx4 = rx if self.nd == 2 else rx[:, None]
         stride, pads, dilation = self._as2d()
         ry, rpatches = conv_forward(rx4, self._weight2d(p["weight"]), None, stride, pads,
@@ -197,7 +208,7 @@ class ConvNd(ParamLayer):
         return (ry if self.nd == 2 else ry[:, 0]), rpatches
 
     def r_backward(self, p, v, cache, rcache, gy, rgy):
-        patches, in_hw = cache
+        patches, in_hw = cache.patches(), cache.in_hw
         rpatches = rcache
         gy4, rgy4 = (gy, rgy) if self.nd == 2 else (gy[:, None], rgy[:, None])
         stride, pads, dilation = self._as2d()

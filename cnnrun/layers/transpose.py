@@ -8,7 +8,8 @@ from typing import ClassVar, Literal, Union
 from pydantic import NonNegativeInt, PositiveInt
 
 from ..backend import get_array_module
-from ..ops.conv import Patches, conv_forward, conv_grad_input, conv_grad_weight
+from ..ops.conv import Patches, conv_forward, conv_grad_weight
+from ..ops.conv_grad import conv_grad_input
 from ..ops.rows import channel_sums
 from ..ops.spatial import pad_spatial
 from ..ops.shapes import conv_transpose_out_size

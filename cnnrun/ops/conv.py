@@ -24,19 +24,16 @@ all cores (``parallel.map_bands``). Nothing larger than a band is built
 matrix up to WHOLE_BYTES, and nothing is kept between the passes but the
 padded input, which keeps training memory near the activations' own size.
 
-The input gradient of a stride-1 convolution is itself a convolution (of the
-padded output gradient with the flipped, transposed kernel), so it runs
-through the same forward; other strides use col2im band by band.
+The gradients are in ``conv_grad``; the weight gradient from the input's
+columns is here, beside the forward that shares its column matrices.
 """
 
 from __future__ import annotations
 
 from ..allocator import empty_apart
 from ..backend import get_array_module, is_numpy
-from . import parallel  # parallel.num_workers is read at call time (tests set it)
-from .parallel import map_bands, matmul
-from .rows import channel_sums
-from .spatial import crop_spatial, pad_spatial, strided_view, tap_slices, windows
+from .parallel import map_bands
+from .spatial import pad_spatial, strided_view, windows
 
 WHOLE_BYTES = 8 << 20   # im2col matrices up to this size are built in one piece (LeNet b64)
 # Otherwise one band is about this size. 4 MB rather than 1: LeNet's 5×5 convolutions at
@@ -190,16 +187,8 @@ def apply_weight(patches, weight, bias, groups=1):
     OH, OW = patches.out_hw
     N = patches.xpad.shape[3]
     y = xp.empty((O, OH, OW, N), dtype=patches.xpad.dtype)
-    if patches.use_shifts:  # one product per output row, straight into y
-        cols = patches.band(0, OH, empty_apart((patches.shift_size,), patches.xpad))
-        out = _output_rows(y, G)
-        if is_numpy(xp):
-            xp.matmul(_kernel_rows(weight, G), cols, out=out)
-        else:
-            out[...] = xp.matmul(_kernel_rows(weight, G), cols)
-        if bias is not None:
-            out += bias.reshape(G, 1, O // G, 1)
-        return y
+    if patches.use_shifts:
+        return weight_times_shifts(shifted_columns(patches), weight, bias, y)
     W2 = _grouped(weight.reshape(O, -1), G)  # (G, O/G, K/G)
 
     def work(cols, r0, R):
@@ -208,6 +197,25 @@ def apply_weight(patches, weight, bias, groups=1):
         if bias is not None:
             out += bias[:, None]
     patches.map_columns(work)
+    return y
+
+
+def shifted_columns(patches):
+    """Every output row's columns, from the row shifts: (G, OH, KH·(C/G)·KW, OW·N)."""
+    return patches.band(0, patches.out_hw[0],
+                        empty_apart((patches.shift_size,), patches.xpad))
+
+
+def weight_times_shifts(cols, weight, bias, y):
+    """y = W · cols (+ b), one product per output row straight into y (O, OH, OW, N)."""
+    xp, G, O = get_array_module(cols), cols.shape[0], weight.shape[0]
+    out = _output_rows(y, G)
+    if is_numpy(xp):
+        xp.matmul(_kernel_rows(weight, G), cols, out=out)
+    else:
+        out[...] = xp.matmul(_kernel_rows(weight, G), cols)
+    if bias is not None:
+        out += bias.reshape(G, 1, O // G, 1)
     return y
 
 
@@ -240,8 +248,7 @@ def _grad_weight_from_shifts(gy, patches, weight_shape):
     at batch 64 took 0.86 ms instead of 1.22 (its 6 × 50,176 by 50,176 × 25 product reads
     5 MB of columns at 15 GFLOP/s)."""
     xp, G = patches.xp, patches.groups
-    OH = patches.out_hw[0]
-    cols = patches.band(0, OH, empty_apart((patches.shift_size,), patches.xpad))
+    cols = shifted_columns(patches)
     per_row = xp.matmul(_output_rows(gy, G), cols.swapaxes(-1, -2))  # (G, OH, O/G, Kg)
     return _kernel_from_rows(per_row.sum(axis=1), weight_shape)  # Σ over output rows
 
@@ -249,86 +256,3 @@ def _grad_weight_from_shifts(gy, patches, weight_shape):
 def _grouped(a, G):
     """(G·m, …) matrix → (G, m, …) for a batched product; unchanged view when G = 1."""
     return a if G == 1 else a.reshape(G, a.shape[0] // G, *a.shape[1:])
-
-
-def transposed_kernel(weight, groups):
-    """The kernel of the adjoint: flipped 180° and with in/out maps swapped per group."""
-    O, Cg, KH, KW = weight.shape
-    w = weight.reshape(groups, O // groups, Cg, KH, KW)[..., ::-1, ::-1]
-    return w.transpose(0, 2, 1, 3, 4).reshape(groups * Cg, O // groups, KH, KW)
-
-
-def conv_grad_input(gy, weight, in_hw, stride, pads, dilation, groups=1):
-    """∂E/∂x, the adjoint of conv_forward in x: (C, H, W, N)."""
-    KH, KW = weight.shape[2:]
-    full = [(d * (k - 1) - a, d * (k - 1) - b)
-            for k, d, (a, b) in zip((KH, KW), dilation, pads)]
-    out_hw = gy.shape[1:3]
-    if stride == (1, 1) and min(min(f) for f in full) >= 0 and \
-            in_hw[0] * in_hw[1] <= 1.25 * out_hw[0] * out_hw[1]:
-        # stride 1 and about as many inputs as outputs ('same' padding): a convolution
-        # of the padded gradient with the transposed kernel, at the forward's cost.
-        # (A 'valid' 5×5 on 14×14 would multiply twice as many zeros as it saves.)
-        y, _ = conv_forward(gy, transposed_kernel(weight, groups), None, (1, 1), full,
-                            dilation, groups)
-        return y
-    return _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups)
-
-
-def _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups):
-    """col2im(Wᵀ · gy), band by band so the gradient columns stay small.
-
-    Large gradients run on all cores, each worker taking its own input channels
-    (its rows of Wᵀ) through every band: the workers then add into disjoint
-    parts of the image, where bands of neighbouring output rows would overlap.
-    On one core the tap additions took half of ResNet-20's stride-2 input gradients."""
-    xp = get_array_module(gy)
-    O, OH, OW, N = gy.shape
-    _, Cg, KH, KW = weight.shape
-    (pt, pb), (pl, pr) = pads
-    img = xp.zeros((Cg * groups, in_hw[0] + pt + pb, in_hw[1] + pl + pr, N), dtype=gy.dtype)
-    channel_row_bytes = KH * KW * OW * N * gy.dtype.itemsize  # one channel's, one output row
-    Og = O // groups
-
-    def run(pieces, product):
-        for g, c0, c1 in pieces:  # group g's input channels c0 … c1−1
-            WT = weight[g * Og:(g + 1) * Og, c0:c1].reshape(Og, -1).T  # (n·KH·KW, O/G)
-            dst = img[g * Cg + c0:g * Cg + c1]
-            R = _band_rows(xp, OH, (c1 - c0) * channel_row_bytes)
-            for r0 in range(0, OH, R):
-                r = min(R, OH - r0)
-                g_band = gy[g * Og:(g + 1) * Og, r0:r0 + r].reshape(Og, -1)  # (O/G, r·OW·N)
-                gcols = product(WT, g_band).reshape(c1 - c0, KH, KW, r, OW, N)
-                _add_columns(dst, gcols, r0, stride, dilation)
-
-    whole = [(g, 0, Cg) for g in range(groups)]
-    if not is_numpy(xp) or whole_columns(Cg * groups * channel_row_bytes * OH) or \
-            parallel.num_workers() == 1:
-        run(whole, matmul)
-    else:  # in the workers BLAS runs on one thread, so plain xp.matmul
-        share = -(-Cg // parallel.num_workers())  # channels per worker, rounded up
-        split = whole if groups > 1 else \
-            [(0, c, min(c + share, Cg)) for c in range(0, Cg, share)]
-        map_bands(run, split, lambda n: [xp.matmul] * n, xp)
-    return crop_spatial(img, pads)
-
-
-def _add_columns(img, gcols, r0, stride, dilation):
-    """Add a band's gradient columns (C, KH, KW, r, OW, N), from output row r0, into the
-    padded image tap by tap."""
-    _, KH, KW, r, OW, _ = gcols.shape
-    sh = stride[0]
-    for i in range(KH):
-        for j in range(KW):
-            si, sj = tap_slices(i, j, (r, OW), stride, dilation)
-            si = slice(si.start + r0 * sh, si.stop + r0 * sh, sh)
-            img[:, si, sj, :] += gcols[:, i, j]
-
-
-def conv_backward(gy, weight, patches, in_hw, stride, pads, dilation, groups, need_gx, has_bias,
-                  need_params=True):
-    """The three gradients of conv_forward: (gx or None, gW or None, gb or None)."""
-    gW = conv_grad_weight(gy, patches, weight.shape, groups) if need_params else None
-    gb = channel_sums(gy) if (need_params and has_bias) else None
-    gx = conv_grad_input(gy, weight, in_hw, stride, pads, dilation, groups) if need_gx else None
-    return gx, gW, gb
