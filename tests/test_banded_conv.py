@@ -93,7 +93,7 @@ def _backward_both_ways(case, gy):
     of the padded input (conv_grad_weight) and of gy (conv_grad_input)."""
     x, w, b, stride, pads, dilation, groups = case
     y, saved = ocg.conv_forward_saving(x, w, b, stride, pads, dilation, groups)
-    gx, gW, gb = ocg.conv_backward(gy, w, saved, stride, dilation, groups, True, True)
+    gx, gW, gb = ocg.conv_backward(gy, w, saved, True, True)
     separate = (ocg.conv_grad_input(gy, w, x.shape[1:3], stride, pads, dilation, groups),
                 oc.conv_grad_weight(gy, _patches(x, case), w.shape, groups))
     return saved, (gx, gW), separate
@@ -113,6 +113,11 @@ def test_both_gradients_from_gy_columns_equal_the_separate_ones(geometry, bands,
     saved, (gx, gW), (gx_sep, gW_sep) = _backward_both_ways(case, gy)
     shared = ocg.input_grad_is_conv(w.shape[2:], x.shape[1:3], gy.shape[1:3], *case[3:6])
     assert (saved.x is not None) == shared and (saved._patches is None) == shared
+    if shared:  # gy's columns came from the shifts, or from bands of the rows asked for
+        gy_cols = oc.Patches(oc.pad_spatial(gy, ocg.adjoint_pads(w.shape[2:], *case[4:6])),
+                             w.shape[2:], (1, 1), case[5], case[6])
+        assert gy_cols.use_shifts == (bands is None)
+        assert bands is None or gy_cols.column_rows() == bands
     np.testing.assert_allclose(gx, gx_sep, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gW, gW_sep, rtol=1e-12, atol=1e-12)
 

@@ -125,8 +125,7 @@ class CombineMaps(ParamLayer):
         C = z.shape[0]
         gy2 = gy.reshape(self.out_channels, -1)  # (O, OH·OW·N)
         gz = (alpha.T @ gy2).reshape(z.shape)
-        stride, _, dilation = self._geo()
-        gx, gk, _ = conv_backward(gz, p["kernel"], saved, stride, dilation, C, need_gx, False,
+        gx, gk, _ = conv_backward(gz, p["kernel"], saved, need_gx, False,
                                   need_params=self.trainable)
         if not self.trainable:
             return gx, {}

@@ -132,11 +132,9 @@ class ConvNd(ParamLayer):
     def kept_elements(self, in_shape):
         """The padded input, whose columns give ∂E/∂W; nothing where both gradients come
         from gy's columns (``ops.conv_grad``): x itself is kept, the previous output."""
-        (C, *in_hw), (_, *out_hw) = in_shape, self.output_shape(in_shape)
-        in_hw, out_hw = ([1] * (2 - self.nd) + list(hw) for hw in (in_hw, out_hw))
-        stride, pads, dilation = self._as2d()
-        kernel = (1,) * (2 - self.nd) + self.kernel()
-        if input_grad_is_conv(kernel, in_hw, out_hw, stride, pads, dilation):
+        (C, *in_hw), pads = in_shape, self.pads()
+        if input_grad_is_conv(self.kernel(), in_hw, self.output_shape(in_shape)[1:],
+                              self.strides(), pads, self.dilations()):
             return 0
         return C * math.prod(n + a + b for n, (a, b) in zip(in_hw, pads))
 
@@ -173,10 +171,8 @@ class ConvNd(ParamLayer):
 
     def backward(self, p, cache, gy, need_gx=True):
         gy4 = gy if self.nd == 2 else gy[:, None]
-        stride, _, dilation = self._as2d()
-        w2 = self._weight2d(p["weight"])
-        gx, gW, gb = conv_backward(gy4, w2, cache, stride, dilation, self.groups, need_gx,
-                                   self.bias, need_params=self.trainable)
+        gx, gW, gb = conv_backward(gy4, self._weight2d(p["weight"]), cache, need_gx, self.bias,
+                                   need_params=self.trainable)
         if gx is not None and self.nd == 1:
             gx = gx[:, 0]  # (C, 1, L, N) -> (C, L, N)
         return gx, (self._param_grads(gW, gb) if self.trainable else {})

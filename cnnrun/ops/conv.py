@@ -22,7 +22,8 @@ while still in cache in one product with a long inner dimension; bands run on
 all cores (``parallel.map_bands``). Nothing larger than a band is built
 (ResNet-20's first-stage im2col would be 75 MB at batch 128) except an im2col
 matrix up to WHOLE_BYTES, and nothing is kept between the passes but the
-padded input, which keeps training memory near the activations' own size.
+padded input (or, where the backward reads only gy's columns, x itself: see
+``conv_grad``), which keeps training memory near the activations' own size.
 
 The gradients are in ``conv_grad``; the weight gradient from the input's
 columns is here, beside the forward that shares its column matrices.

@@ -11,6 +11,8 @@ the padded input and ∂E/∂x from col2im, band by band.
 
 from __future__ import annotations
 
+import math
+
 from ..backend import get_array_module, is_numpy
 from . import parallel  # parallel.num_workers is read at call time (tests set it)
 from .conv import (Patches, _band_rows, _grouped, _output_rows, conv_forward,
@@ -27,15 +29,17 @@ class SavedInput:
 
     def __init__(self, x, patches: Patches, pads, from_gy_columns: bool):
         self.in_hw, self.pads = tuple(x.shape[1:3]), pads
+        self.stride, self.dilation, self.groups = patches.stride, patches.dilation, patches.groups
+        self.kernel = patches.kernel
         self.x = x if from_gy_columns else None
         self._patches = None if from_gy_columns else patches
-        self.geometry = patches.kernel, patches.stride, patches.dilation, patches.groups
 
     def patches(self) -> Patches:
         """The padded input's Patches, padded again where only x was kept (a first layer,
         which needs no ∂E/∂x, and the R-operator)."""
         if self._patches is None:
-            self._patches = Patches(pad_spatial(self.x, self.pads), *self.geometry)
+            self._patches = Patches(pad_spatial(self.x, self.pads), self.kernel, self.stride,
+                                    self.dilation, self.groups)
         return self._patches
 
 
@@ -47,15 +51,16 @@ def conv_forward_saving(x, weight, bias, stride, pads, dilation, groups=1):
     return y, SavedInput(x, patches, pads, shared)
 
 
-def conv_backward(gy, weight, saved: SavedInput, stride, dilation, groups, need_gx, has_bias,
-                  need_params=True):
-    """The three gradients of conv_forward_saving: (gx or None, gW or None, gb or None)."""
+def conv_backward(gy, weight, saved: SavedInput, need_gx, has_bias, need_params=True):
+    """The three gradients of conv_forward_saving: (gx or None, gW or None, gb or None); the
+    geometry is the forward's, as ``saved`` holds it."""
+    s, G = saved, saved.groups
     gb = channel_sums(gy) if (need_params and has_bias) else None
-    if need_gx and need_params and saved.x is not None:
-        gx, gW = _grads_from_gy_columns(gy, weight, saved.x, saved.pads, dilation, groups)
+    if need_gx and need_params and s.x is not None:
+        gx, gW = _grads_from_gy_columns(gy, weight, s.x, s.pads, s.dilation, G)
         return gx, gW, gb
-    gW = conv_grad_weight(gy, saved.patches(), weight.shape, groups) if need_params else None
-    gx = conv_grad_input(gy, weight, saved.in_hw, stride, saved.pads, dilation, groups) \
+    gW = conv_grad_weight(gy, s.patches(), weight.shape, G) if need_params else None
+    gx = conv_grad_input(gy, weight, s.in_hw, s.stride, s.pads, s.dilation, G) \
         if need_gx else None
     return gx, gW, gb
 
@@ -121,10 +126,11 @@ def adjoint_pads(kernel, pads, dilation):
 def input_grad_is_conv(kernel, in_hw, out_hw, stride, pads, dilation) -> bool:
     """Whether ∂E/∂x is computed as a convolution of the padded gy: at stride 1 with
     about as many inputs as outputs ('same' padding), at the forward's cost. (A 'valid'
-    5×5 on 14×14 would multiply twice as many zeros as it saves: col2im there.)"""
-    return tuple(stride) == (1, 1) and \
+    5×5 on 14×14 would multiply twice as many zeros as it saves: col2im there.) Any
+    number of spatial axes: a layer asks with its own (conv1d's one)."""
+    return all(s == 1 for s in stride) and \
         min(min(f) for f in adjoint_pads(kernel, pads, dilation)) >= 0 and \
-        in_hw[0] * in_hw[1] <= 1.25 * out_hw[0] * out_hw[1]
+        math.prod(in_hw) <= 1.25 * math.prod(out_hw)
 
 
 def conv_grad_input(gy, weight, in_hw, stride, pads, dilation, groups=1):
