@@ -10,8 +10,6 @@ keeps those blocks on the heap for reuse. A no-op where glibc is absent.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import math
 
@@ -24,6 +22,8 @@ TRIM_THRESHOLD = 1 << 30
 @functools.cache
 def keep_freed_memory() -> bool:
     """Raise glibc's thresholds once per process; True if it took effect."""
+    import ctypes  # here, not at the top: `cnnrun summary` and `--help` never need it
+    import ctypes.util
     name = ctypes.util.find_library("c")
     if not name:
         return False

@@ -163,3 +163,27 @@ def test_duplicate_layer_names_are_a_located_config_error(tmp_path, layers, wher
     msg = errors_of(p)
     assert f"{p}:{where}: {owner}: two children are named 'a'; names must be unique" in msg
     assert "got" not in msg  # the validator's sentence, not a dump of the whole block
+
+
+def _model_defaults():
+    """Every field of the config schema whose default is itself a config section."""
+    from pydantic import BaseModel
+
+    from cnnrun.config import schema
+    models = [v for v in vars(schema).values()
+              if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == schema.__name__]
+    return [(f"{m.__name__}.{name}", field.default) for m in models
+            for name, field in m.model_fields.items() if isinstance(field.default, BaseModel)]
+
+
+@pytest.mark.parametrize("where,default", _model_defaults(), ids=lambda v: v if isinstance(v, str) else "")
+def test_section_defaults_equal_a_validated_empty_section(where, default):
+    """Section defaults are built with model_construct (no validator is compiled at import,
+    which `cnnrun summary`'s start-up pays for); they must be what validating {} gives."""
+    validated = type(default).model_validate({})
+    assert default == validated and default.model_dump() == validated.model_dump(), where
+
+
+def test_there_are_section_defaults_to_check():
+    assert {"RunConfig.train", "RunConfig.data", "TrainConfig.optimizer"} <= \
+        {where for where, _ in _model_defaults()}

@@ -16,6 +16,9 @@ from ..layers.containers import check_unique, named
 from ..losses import AnyLoss, CrossEntropy
 
 
+# Section defaults are written `Section.model_construct()`, not `Section()`: constructing
+# one compiles its validator at import, a cost every `cnnrun summary` would pay (test_config
+# checks that each equals the validated empty section).
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
@@ -83,9 +86,9 @@ class DataConfig(Strict):
                                                                  "samples")
     test_limit: Optional[PositiveInt] = None
     val_split: Union[NonNegativeInt, Annotated[float, Field(ge=0.0, lt=1.0)]] = 0
-    preprocess: Preprocess = Preprocess()
-    augment: Augment = Augment()
-    synthetic: Synthetic = Synthetic()
+    preprocess: Preprocess = Preprocess.model_construct()
+    augment: Augment = Augment.model_construct()
+    synthetic: Synthetic = Synthetic.model_construct()
 
 
 # ---- optimisation ------------------------------------------------------------
@@ -143,7 +146,7 @@ class Warmup(Strict):
 
 class Constant(Strict):
     type: Literal["constant"] = "constant"
-    warmup: Warmup = Warmup()
+    warmup: Warmup = Warmup.model_construct()
 
 
 class StepLR(Constant):
@@ -216,9 +219,9 @@ class TrainConfig(Strict):
 
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 64
-    optimizer: AnyOptimizer = SGD()
-    schedule: AnySchedule = Constant()
-    loss: AnyLoss = CrossEntropy()
+    optimizer: AnyOptimizer = SGD.model_construct()
+    schedule: AnySchedule = Constant.model_construct()
+    loss: AnyLoss = CrossEntropy.model_construct()
     seed: int = 0
     dtype: Literal["float32", "float64"] = "float32"
     backend: Literal["numpy", "cupy", "auto"] = "numpy"
@@ -235,5 +238,5 @@ class RunConfig(Strict):
     log: list[Literal["tensorboard"]] = Field(
         [], description="extra views of the metrics (metrics.jsonl and .csv are always written)")
     model: ModelConfig
-    data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig()
+    data: DataConfig = DataConfig.model_construct()
+    train: TrainConfig = TrainConfig.model_construct()

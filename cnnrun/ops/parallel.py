@@ -30,9 +30,12 @@ import contextlib
 import functools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from ..backend import get_array_module, is_numpy
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 
 @functools.cache
@@ -48,6 +51,7 @@ def num_workers() -> int:
 
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor  # (with logging) ~8 ms; summary needs none
     return ThreadPoolExecutor(num_workers(), thread_name_prefix="cnnrun")
 
 
