@@ -13,8 +13,6 @@ sum by the batch size N; ``sum`` does not. The squared error always sums over
 the K outputs (the ½ is kept), so with N = 1 both reductions give the notes' E.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -4,8 +4,6 @@ Every default is explicit here, so the resolved config written into each run
 directory is complete.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt,

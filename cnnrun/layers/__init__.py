@@ -1,8 +1,6 @@
 """The layer registry. Every layer module is imported here, explicitly (as timm
 does), and the discriminated union of all layer configs is built from it."""
 
-from __future__ import annotations
-
 from typing import Annotated, Union
 
 from pydantic import Field

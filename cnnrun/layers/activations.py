@@ -1,7 +1,5 @@
 """Element-wise activations and softmax, each with its derivative beside it."""
 
-from __future__ import annotations
-
 from typing import ClassVar, Literal
 
 from pydantic import PositiveFloat

@@ -17,8 +17,6 @@ Conventions:
   its running statistics in it, as PyTorch's functional batch_norm does.
 """
 
-from __future__ import annotations
-
 import functools
 import math
 from dataclasses import dataclass
@@ -136,7 +134,7 @@ class Layer(BaseModel):
         bias = "bias" in self.param_shapes(in_shape)
         return self.macs(in_shape) + (math.prod(self.output_shape(in_shape)) if bias else 0)
 
-    def init_state(self, in_shape: Shape, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def init_state(self, in_shape: Shape, rng: "np.random.Generator") -> "dict[str, np.ndarray]":
         """Parameters and buffers, float64 on the host (the caller casts and moves)."""
         return {}
 
@@ -222,15 +220,15 @@ class ParamLayer(Layer):
         state.update({b: self.default_buffer(b, s) for b, s in self.buffer_shapes(in_shape).items()})
         return state
 
-    def default_param(self, pname: str, shape: Shape, rng) -> np.ndarray:
+    def default_param(self, pname: str, shape: Shape, rng) -> "np.ndarray":
         import numpy as np  # lazily: see backend.py
         return np.zeros(shape)
 
-    def default_buffer(self, bname: str, shape: Shape) -> np.ndarray:
+    def default_buffer(self, bname: str, shape: Shape) -> "np.ndarray":
         import numpy as np  # lazily: see backend.py
         return np.zeros(shape)
 
-    def given_weights(self, shapes: dict[str, Shape]) -> dict[str, np.ndarray]:
+    def given_weights(self, shapes: dict[str, Shape]) -> "dict[str, np.ndarray]":
         import numpy as np  # lazily: see backend.py
         given = {}
         for pname, value in (self.weights or {}).items():

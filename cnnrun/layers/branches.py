@@ -1,7 +1,5 @@
 """The residual block: a body and a shortcut added (concatenating blocks: concat.py)."""
 
-from __future__ import annotations
-
 from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar, Literal
 

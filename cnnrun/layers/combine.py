@@ -1,7 +1,5 @@
 """Learned combinations of feature maps (Bouvrie, "Notes on CNNs", §3.3)."""
 
-from __future__ import annotations
-
 import math
 from typing import ClassVar, Literal, Optional
 

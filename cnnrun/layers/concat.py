@@ -1,7 +1,5 @@
 """Containers that join by channel concatenation: Inception-style branches, DenseNet's layer."""
 
-from __future__ import annotations
-
 from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar, Literal
 

@@ -7,8 +7,6 @@ are named by their ``name`` or their index; parameters live in nested dicts
 keyed by those names, so checkpoint names read ``layer1.0.conv1.weight``.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import model_validator

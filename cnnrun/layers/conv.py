@@ -1,7 +1,5 @@
 """Convolution layers: conv2d and conv1d (cross-correlation, PyTorch's convention)."""
 
-from __future__ import annotations
-
 import math
 from typing import ClassVar, Literal, Optional, Union
 

@@ -1,7 +1,5 @@
 """Fully connected layer, flatten and dropout."""
 
-from __future__ import annotations
-
 import math
 from typing import ClassVar, Literal
 

@@ -1,7 +1,5 @@
 """Pooling over whole maps or fixed bins: global average and adaptive average pooling."""
 
-from __future__ import annotations
-
 import math
 from typing import ClassVar, Literal
 

@@ -1,7 +1,5 @@
 """Normalisation layers: batch norm (1-D and 2-D) and local response norm (AlexNet)."""
 
-from __future__ import annotations
-
 from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt

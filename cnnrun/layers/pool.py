@@ -1,7 +1,5 @@
 """Window pooling layers: max, average and p-norm (global and adaptive pooling: global_pool.py)."""
 
-from __future__ import annotations
-
 import math
 from typing import ClassVar, Literal, Optional, Union
 

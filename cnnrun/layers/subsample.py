@@ -1,7 +1,5 @@
 """LeNet-5's trainable subsampling (its S-layers; Bouvrie's notes, §2.2)."""
 
-from __future__ import annotations
-
 import math
 from typing import ClassVar, Literal
 

@@ -1,7 +1,5 @@
 """Expanding layers of the lecture notes: transposed convolution and upsampling."""
 
-from __future__ import annotations
-
 import math
 from typing import ClassVar, Literal, Union
 
