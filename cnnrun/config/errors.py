@@ -6,6 +6,7 @@ import difflib
 import typing
 
 from pydantic import BaseModel
+from typing_extensions import TypeAliasType
 
 from ..layers import LAYERS
 from .yamlsource import Loc, format_path
@@ -116,6 +117,8 @@ def _step(cls, part):
 
 
 def _members(ann):
+    if isinstance(ann, TypeAliasType):  # the layer union (``layers.AnyLayer``)
+        return _members(ann.__value__)
     origin = typing.get_origin(ann)
     if origin is typing.Annotated:
         return _members(typing.get_args(ann)[0])

@@ -1,9 +1,10 @@
 """The JSON Schema of config files (``cnnrun schema``), for YAML editors.
 
 pydantic writes the schema of ``RunConfig``, with the layer union discriminated
-on ``type`` (so an editor offers each layer's own fields). Three things the
-loader accepts before pydantic sees the file are added: ``extends`` (then the
-file may be partial), ``blocks`` templates, and ``use:`` items in layer lists.
+on ``type`` (so an editor offers each layer's own fields) and defined once, as
+``$defs/AnyLayer``. Three things the loader accepts before pydantic sees the
+file are added: ``extends`` (then the file may be partial), ``blocks``
+templates, and ``use:`` items in layer lists.
 """
 
 from __future__ import annotations
@@ -23,21 +24,13 @@ USE_ITEM = {
 }
 
 
-def _allow_use_items(node):
-    """Wherever a list holds layers, also accept a ``use:`` item."""
-    if isinstance(node, dict):
-        items = node.get("items")
-        if node.get("type") == "array" and isinstance(items, dict) and _is_layer_union(items):
-            node["items"] = {"anyOf": [items, {"$ref": "#/$defs/UseBlock"}]}
-        for value in node.values():
-            _allow_use_items(value)
-    elif isinstance(node, list):
-        for value in node:
-            _allow_use_items(value)
-
-
-def _is_layer_union(items: dict) -> bool:
-    return "discriminator" in items and items["discriminator"].get("propertyName") == "type"
+def _allow_use_items(schema: dict) -> None:
+    """Wherever a list holds layers, also accept a ``use:`` item: every such list refers to
+    the one named layer union (``layers.AnyLayer``), which becomes "a layer or a use"."""
+    defs = schema["$defs"]
+    union = defs["AnyLayer"]
+    assert union.get("discriminator", {}).get("propertyName") == "type", union.keys()
+    defs["AnyLayer"] = {"anyOf": [union, {"$ref": "#/$defs/UseBlock"}]}
 
 
 def config_schema() -> dict:
