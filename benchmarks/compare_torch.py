@@ -138,13 +138,22 @@ def machine() -> str:
         names = [line.split(":", 1)[1].strip() for line in
                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
         cpu = names[0] if names else cpu
-    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    from cnnrun.blas import blas_info, describe
+    info = blas_info()
     try:
-        torch = f", PyTorch {version('torch')}"
+        torch = f", PyTorch {version('torch')} ({_torch_vectors()} kernels)"
     except PackageNotFoundError:  # the table cannot be made, but say what is here
         torch = ""
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy "
-            f"{np.__version__} ({blas['name']} {blas['version']}){torch}")
+    return (f"{cpu} ({info['cpu_vectors'] or 'no AVX2'}), {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, NumPy {np.__version__} ({describe(info)}){torch}")
+
+
+def _torch_vectors() -> str:
+    """The vector width PyTorch's CPU kernels were dispatched for, from a fresh process
+    (importing torch here would load its own OpenMP and BLAS beside NumPy's)."""
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
 
 
 def _cases(only):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -151,7 +152,12 @@ def bench_tables(r: dict, console: Console) -> None:
     totals.add_row("inference", f"{r['infer_ms']:.2f} ms/batch, {r['infer_images_per_s']:,.0f} "
                                 f"images/s, {r['infer_gflops']:.1f} GFLOP/s")
     totals.add_row("peak resident memory", f"{r['peak_rss_mb']:.0f} MiB")
+    if r["backend"] == "numpy":
+        from .blas import describe
+        totals.add_row("BLAS", describe(r["blas"]))
     console.print(totals)
+    if r["backend"] == "numpy" and r["blas"]["note"]:
+        console.print(f"[yellow]note:[/] {escape(r['blas']['note'])}")
     if r.get("profile"):
         profile_table(r["profile"], console)
 
