@@ -63,12 +63,12 @@ def _narrow_kernel_note(info: dict) -> str | None:
 
 
 def describe(info: dict) -> str:
-    """One line: 'OpenBLAS 0.3.31, Haswell kernels, 2 threads (OPENBLAS_CORETYPE=Haswell)'."""
+    """One line: 'OpenBLAS 0.3.31, Haswell kernels, 2 threads, set by OPENBLAS_CORETYPE=Haswell'."""
     if not info["library"]:
         return "BLAS unknown (threadpoolctl cannot see it)"
     name = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}.get(info["library"],
                                                                     info["library"])
     text = f"{name} {info['version']}, {info['kernel']} kernels, {info['threads']} threads"
     if info["coretype_env"]:
-        text += f" (OPENBLAS_CORETYPE={info['coretype_env']})"
+        text += f", set by OPENBLAS_CORETYPE={info['coretype_env']}"
     return text

@@ -45,7 +45,7 @@ def test_no_note_where_the_kernel_fits_the_cpu_or_either_is_unknown(cpu, kernel)
 
 def test_describe_is_one_line_with_the_variable():
     assert blas.describe(_info("AVX2", "Haswell", env="Haswell")) == \
-        "OpenBLAS 0.3.31, Haswell kernels, 2 threads (OPENBLAS_CORETYPE=Haswell)"
+        "OpenBLAS 0.3.31, Haswell kernels, 2 threads, set by OPENBLAS_CORETYPE=Haswell"
     assert blas.describe({**_info(None, None), "library": None}).startswith("BLAS unknown")
 
 
