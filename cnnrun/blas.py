@@ -69,6 +69,6 @@ def describe(info: dict) -> str:
     name = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}.get(info["library"],
                                                                     info["library"])
     text = f"{name} {info['version']}, {info['kernel']} kernels, {info['threads']} threads"
-    if info["coretype_env"]:
+    if info["coretype_env"] and info["library"] == "openblas":  # only OpenBLAS reads it
         text += f", set by OPENBLAS_CORETYPE={info['coretype_env']}"
     return text

@@ -47,6 +47,8 @@ def test_describe_is_one_line_with_the_variable():
     assert blas.describe(_info("AVX2", "Haswell", env="Haswell")) == \
         "OpenBLAS 0.3.31, Haswell kernels, 2 threads, set by OPENBLAS_CORETYPE=Haswell"
     assert blas.describe({**_info(None, None), "library": None}).startswith("BLAS unknown")
+    assert blas.describe({**_info("AVX2", "Haswell", env="Haswell"), "library": "mkl"}) == \
+        "MKL 0.3.31, Haswell kernels, 2 threads"  # MKL does not read OPENBLAS_CORETYPE
 
 
 def test_blas_info_reads_the_loaded_library_and_environment(monkeypatch):
