@@ -15,7 +15,6 @@ anything. Both engines use every core of the machine, in float32.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -133,12 +132,8 @@ def machine() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     import numpy as np
-    cpu = platform.machine()
-    with contextlib.suppress(OSError):  # not Linux: the architecture only
-        names = [line.split(":", 1)[1].strip() for line in
-                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    from cnnrun.blas import blas_info, describe
+    from cnnrun.blas import blas_info, cpu_model, describe
+    cpu = cpu_model() or platform.machine()  # not Linux: the architecture only
     info = blas_info()
     try:
         torch = f", PyTorch {version('torch')} ({_torch_vectors()} kernels)"

@@ -19,15 +19,25 @@ _AVX512_KERNELS = {"skylakex", "cooperlake", "sapphirerapids"}
 _AVX2_KERNELS = {"haswell", "zen", "skylake", "excavator"}
 
 
+def _cpuinfo(key: str) -> str | None:
+    """The first value of a /proc/cpuinfo field ('model name', 'flags'); None off Linux."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":", 1)[0].strip() == key:
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name ('AMD EPYC'), where the OS says it."""
+    return _cpuinfo("model name")
+
+
 def cpu_vectors() -> str | None:
     """'AVX-512', 'AVX2' or None: the widest float vectors this CPU's flags announce
     (Linux's /proc/cpuinfo; None elsewhere)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
-    return None
+    flags = set((_cpuinfo("flags") or "").split())
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
 
 
 def kernel_vectors(architecture: str | None) -> str | None:
@@ -41,14 +51,16 @@ def blas_info() -> dict:
     the CPU's widest vectors, OPENBLAS_CORETYPE if set, and a note where the kernel uses
     narrower vectors than the CPU has."""
     import numpy  # noqa: F401 - threadpoolctl sees only libraries already loaded
+
+    from .ops.parallel import blas_controller  # the engine's one handle on BLAS's threads
     info = {"library": None, "version": None, "kernel": None, "threads": None,
             "cpu_vectors": cpu_vectors(), "coretype_env": os.environ.get("OPENBLAS_CORETYPE")}
-    with contextlib.suppress(Exception):  # threadpoolctl missing, or a BLAS it cannot read
-        from threadpoolctl import threadpool_info
-        blas = next((lib for lib in threadpool_info() if lib.get("user_api") == "blas"), None)
-        if blas:
-            info.update(library=blas.get("internal_api"), version=blas.get("version"),
-                        kernel=blas.get("architecture"), threads=blas.get("num_threads"))
+    ctl = blas_controller()
+    blas = next((lib for lib in ctl.info() if lib.get("user_api") == "blas"), None) if ctl \
+        else None
+    if blas:
+        info.update(library=blas.get("internal_api"), version=blas.get("version"),
+                    kernel=blas.get("architecture"), threads=blas.get("num_threads"))
     info["note"] = _narrow_kernel_note(info)
     return info
 

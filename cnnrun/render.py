@@ -152,11 +152,11 @@ def bench_tables(r: dict, console: Console) -> None:
     totals.add_row("inference", f"{r['infer_ms']:.2f} ms/batch, {r['infer_images_per_s']:,.0f} "
                                 f"images/s, {r['infer_gflops']:.1f} GFLOP/s")
     totals.add_row("peak resident memory", f"{r['peak_rss_mb']:.0f} MiB")
-    if r["backend"] == "numpy":
+    if r["blas"]:  # the NumPy engine's (bench.py)
         from .blas import describe
         totals.add_row("BLAS", describe(r["blas"]))
     console.print(totals)
-    if r["backend"] == "numpy" and r["blas"]["note"]:
+    if r["blas"] and r["blas"]["note"]:
         console.print(f"[yellow]note:[/] {escape(r['blas']['note'])}")
     if r.get("profile"):
         profile_table(r["profile"], console)

@@ -67,3 +67,21 @@ def test_bench_reports_blas_in_json_and_table():
     assert r.exit_code == 0, r.output
     assert "BLAS" in r.output and "kernels" in r.output
     assert ("note:" in r.output) == (out["blas"]["note"] is not None)
+
+
+@pytest.mark.parametrize("flags, vectors", [("fpu sse2 avx2 fma avx512f avx512bw", "AVX-512"),
+                                            ("fpu sse2 avx avx2 fma", "AVX2"),
+                                            ("fpu sse2 avx", None), (None, None)])
+def test_cpu_vectors_from_the_flags_line(monkeypatch, flags, vectors):
+    monkeypatch.setattr(blas, "_cpuinfo", lambda key: flags if key == "flags" else None)
+    assert blas.cpu_vectors() == vectors
+
+
+def test_cpuinfo_reads_the_named_field_only(monkeypatch, tmp_path):
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2\n"
+                    "processor\t: 1\nmodel name\t: other\n")
+    real_path = blas.Path
+    monkeypatch.setattr(blas, "Path", lambda p: fake if p == "/proc/cpuinfo" else real_path(p))
+    assert blas.cpu_model() == "AMD EPYC" and blas._cpuinfo("flags") == "fpu avx2"
+    assert blas._cpuinfo("model") is None  # a field's whole name, not a prefix

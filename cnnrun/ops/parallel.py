@@ -56,7 +56,7 @@ def _pool() -> ThreadPoolExecutor:
 
 
 @functools.cache
-def _blas_controller():
+def blas_controller():
     """threadpoolctl's handle on the loaded BLAS, or None where it is unavailable."""
     try:
         from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - first use only
@@ -101,7 +101,7 @@ def engine_threads(mode: ThreadMode | None = None):
 
 
 def _limit_blas():
-    ctl = _blas_controller()
+    ctl = blas_controller()
     if _PASS.limiter is None and ctl is not None:
         _PASS.limiter = ctl.limit(limits=1, user_api="blas")
 
@@ -176,7 +176,7 @@ def map_bands(work, bands, buffers, xp=None) -> list:
     if k == 1:
         return [work(bands, bufs[0])]
     shares = [bands[i::k] for i in range(k)]
-    if _blas_controller() is None:  # BLAS threads cannot be limited: do not add ours
+    if blas_controller() is None:  # BLAS threads cannot be limited: do not add ours
         return [work(b, buf) for b, buf in zip(shares, bufs)]
     with engine_threads():
         _PASS.mode.bands = True  # this model's later passes start with BLAS on one thread
