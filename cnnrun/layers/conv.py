@@ -8,7 +8,7 @@ from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 from ..backend import get_array_module
 from ..ops.conv import apply_weight, conv_forward, conv_grad_weight
 from ..ops.conv_grad import (conv_backward, conv_forward_saving, conv_grad_input,
-                             input_grad_is_conv)
+                             input_grad_is_conv, uses_winograd)
 from ..ops.shapes import conv_out_size, same_padding
 from ..registry import LAYERS
 from .base import ParamLayer, ShapeError
@@ -129,10 +129,13 @@ class ConvNd(ParamLayer):
 
     def kept_elements(self, in_shape):
         """The padded input, whose columns give ∂E/∂W; nothing where both gradients come
-        from gy's columns (``ops.conv_grad``): x itself is kept, the previous output."""
+        from gy's columns or Winograd's tiles (``ops.conv_grad``): x itself is kept, the
+        previous output."""
         (C, *in_hw), pads = in_shape, self.pads()
         if input_grad_is_conv(self.kernel(), in_hw, self.output_shape(in_shape)[1:],
-                              self.strides(), pads, self.dilations()):
+                              self.strides(), pads, self.dilations()) or \
+                uses_winograd(self.kernel(), self.strides(), self.dilations(), self.groups,
+                              C, self.out_channels):
             return 0
         return C * math.prod(n + a + b for n, (a, b) in zip(in_hw, pads))
 

@@ -6,7 +6,8 @@ with the flipped, transposed kernel. Its column matrix serves the weight
 gradient too (``_grads_from_gy_columns``), so such a backward builds one im2col,
 of gy, instead of two, and the forward's padded copy of x is freed when the
 forward ends (``SavedInput``). Other geometries take ∂E/∂W from the columns of
-the padded input and ∂E/∂x from col2im, band by band.
+the padded input and ∂E/∂x from col2im, band by band. 3×3 convolutions at stride 1
+with many maps run all three in Winograd's transformed domain (``winograd``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 
 from ..backend import get_array_module, is_numpy
 from . import parallel  # parallel.num_workers is read at call time (tests set it)
+from . import winograd
 from .conv import (Patches, _band_rows, _grouped, _output_rows, conv_forward,
                    conv_grad_weight, shifted_columns, weight_times_shifts, whole_columns)
 from .parallel import map_bands, matmul
@@ -24,15 +26,16 @@ from .spatial import crop_spatial, pad_spatial, tap_slices
 
 class SavedInput:
     """What a convolution's backward keeps of its input x: x itself where both gradients
-    come from gy's columns (then the padded copy the forward read is freed with the
-    forward), else the padded input's Patches, which the weight gradient reads."""
+    come from gy's columns or from Winograd's tiles (then the padded copy the forward
+    read is freed with the forward), else the padded input's Patches, which the weight
+    gradient reads."""
 
-    def __init__(self, x, patches: Patches, pads, from_gy_columns: bool):
+    def __init__(self, x, geometry, pads, patches: Patches | None, algorithm: str):
         self.in_hw, self.pads = tuple(x.shape[1:3]), pads
-        self.stride, self.dilation, self.groups = patches.stride, patches.dilation, patches.groups
-        self.kernel = patches.kernel
-        self.x = x if from_gy_columns else None
-        self._patches = None if from_gy_columns else patches
+        self.kernel, self.stride, self.dilation, self.groups = geometry
+        self.algorithm = algorithm  # "winograd", "gy-columns" or "patches"
+        self.x = None if algorithm == "patches" else x
+        self._patches = patches if algorithm == "patches" else None
 
     def patches(self) -> Patches:
         """The padded input's Patches, padded again where only x was kept (a first layer,
@@ -43,12 +46,22 @@ class SavedInput:
         return self._patches
 
 
+def uses_winograd(kernel, stride, dilation, groups, in_channels, out_channels, xp=None) -> bool:
+    """Whether conv_forward_saving runs a convolution as Winograd's F(2×2, 3×3)."""
+    return winograd.applies(kernel, stride, dilation, groups, in_channels, out_channels, xp)
+
+
 def conv_forward_saving(x, weight, bias, stride, pads, dilation, groups=1):
     """conv_forward, and the SavedInput its backward (``conv_backward``) reads."""
+    kernel = weight.shape[2:]
+    geometry = (kernel, stride, dilation, groups)
+    if uses_winograd(kernel, stride, dilation, groups, x.shape[0], weight.shape[0],
+                     get_array_module(x)):
+        y = winograd.winograd_conv(x, winograd.transform_kernel(weight), bias, pads)
+        return y, SavedInput(x, geometry, pads, None, "winograd")
     y, patches = conv_forward(x, weight, bias, stride, pads, dilation, groups)
-    shared = input_grad_is_conv(weight.shape[2:], x.shape[1:3], y.shape[1:3], stride, pads,
-                                dilation)
-    return y, SavedInput(x, patches, pads, shared)
+    shared = input_grad_is_conv(kernel, x.shape[1:3], y.shape[1:3], stride, pads, dilation)
+    return y, SavedInput(x, geometry, pads, patches, "gy-columns" if shared else "patches")
 
 
 def conv_backward(gy, weight, saved: SavedInput, need_gx, has_bias, need_params=True):
@@ -56,13 +69,26 @@ def conv_backward(gy, weight, saved: SavedInput, need_gx, has_bias, need_params=
     geometry is the forward's, as ``saved`` holds it."""
     s, G = saved, saved.groups
     gb = channel_sums(gy) if (need_params and has_bias) else None
-    if need_gx and need_params and s.x is not None:
+    if s.algorithm == "winograd":
+        gW = winograd.winograd_grad_kernel(gy, s.x, s.pads) if need_params else None
+        return (_winograd_grad_input(gy, weight, s) if need_gx else None), gW, gb
+    if need_gx and need_params and s.algorithm == "gy-columns":
         gx, gW = _grads_from_gy_columns(gy, weight, s.x, s.pads, s.dilation, G)
         return gx, gW, gb
     gW = conv_grad_weight(gy, s.patches(), weight.shape, G) if need_params else None
     gx = conv_grad_input(gy, weight, s.in_hw, s.stride, s.pads, s.dilation, G) \
         if need_gx else None
     return gx, gW, gb
+
+
+def _winograd_grad_input(gy, weight, s: SavedInput):
+    """∂E/∂x of a Winograd convolution: the same algorithm on gy padded by 2 − p, with the
+    transposed, flipped kernel (col2im where a padding exceeds 2)."""
+    pads = adjoint_pads(s.kernel, s.pads, s.dilation)
+    if min(min(p) for p in pads) < 0:
+        return conv_grad_input(gy, weight, s.in_hw, s.stride, s.pads, s.dilation, s.groups)
+    return winograd.winograd_conv(gy, winograd.transform_kernel(transposed_kernel(weight, 1)),
+                                  None, pads)
 
 
 def _grads_from_gy_columns(gy, weight, x, pads, dilation, groups):
