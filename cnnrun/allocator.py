@@ -6,6 +6,13 @@ are freed, so the next step maps and zero-faults them again, page by page.
 Measured on LeNet-5 at batch 64 on a 2-core machine: 20 ms → 8.8 ms per step.
 Raising the mmap and trim thresholds (glibc's documented ``mallopt`` knobs)
 keeps those blocks on the heap for reuse. A no-op where glibc is absent.
+
+The mmap threshold cannot rise above 32 MB, and blocks larger than that were
+still mapped afresh at every allocation: VGG-11's first-stage activations at
+batch 128 are 33.5 MB, and doubling one took 3.0 ms instead of 1.2. So mmap is
+also switched off for allocations (``M_MMAP_MAX`` = 0; glibc still maps memory
+where the heap cannot grow): VGG-11 trained 1.07× faster in 7 % less memory (4
+interleaved rounds); LeNet-5 and ResNet-20, whose arrays are all smaller, were even.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import math
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit systems
 TRIM_THRESHOLD = 1 << 30
 
@@ -33,7 +41,7 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and \
-        bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+        bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(mallopt(M_MMAP_MAX, 0))
 
 
 

@@ -20,3 +20,26 @@ def test_empty_apart_starts_half_a_page_from_its_source(dtype):
         assert (out.ctypes.data - like.ctypes.data) % PAGE == APART
         out[...] = 7  # writable, and all of it belongs to this array
         assert (like == 1).all() and (out == 7).all()
+
+
+def test_blocks_above_the_mmap_ceiling_come_from_the_heap():
+    """glibc's mmap threshold stops at 32 MB; with mmap switched off a 40 MB array (VGG-11's
+    first-stage activations are 33.5 MB) is not mapped afresh, so its pages are reused."""
+    import ctypes
+    import ctypes.util
+
+    if not keep_freed_memory():
+        pytest.skip("not glibc")
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("glibc before 2.33 has no mallinfo2")
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
+                                                   "hblkhd", "usmblks", "fsmblks",
+                                                   "uordblks", "fordblks", "keepcost")]
+    libc.mallinfo2.restype = MallInfo2
+    before = libc.mallinfo2().hblkhd  # bytes in mmapped blocks
+    big = np.empty(40 << 20, dtype=np.uint8)
+    assert libc.mallinfo2().hblkhd == before
+    del big

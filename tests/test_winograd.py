@@ -191,3 +191,14 @@ def test_a_64_map_layer_matches_torch(padding):
     gx, grads = layer.backward(state, saved, to_engine(R))
     for ours, theirs in ((to_external(gx), xt), (grads["weight"], wt), (grads["bias"], bt)):
         np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-10, atol=1e-9)
+
+
+def test_the_r_operator_after_a_winograd_forward(everywhere, monkeypatch):
+    """The R-operator re-pads the x a Winograd forward keeps; its Hessian-vector product
+    still equals finite differences of the (Winograd) gradient."""
+    from test_hessian import test_r_operator_equals_finite_differences_of_the_gradient as check
+    calls = []
+    original = winograd.winograd_conv
+    monkeypatch.setattr(winograd, "winograd_conv", lambda *a: calls.append(1) or original(*a))
+    check("conv2d", {"out_channels": 3, "kernel_size": 3, "padding": 1}, (2, 5, 6), True)
+    assert calls  # the forward and ∂E/∂x went through Winograd
