@@ -80,7 +80,8 @@ class Tiling:
     """The 2×2 output tiles of a padded input (C, Hp, Wp, N) and their bands.
 
     The input is padded by one more row (column) where the output height (width) is
-    odd, so every tile is whole; ``output`` then crops the extra row and column."""
+    odd, so every tile is whole; winograd_conv then crops the extra output row and
+    column, and winograd_grad_kernel pads gy with zeros to match."""
 
     def __init__(self, x, pads):
         (pt, pb), (pl, pr) = pads
@@ -111,6 +112,11 @@ class Tiling:
         for a in range(4):  # (Bᵀ d) B
             _rows_BT(self.xp, [rows[a][:, :, j:j + 2 * TW:2] for j in range(4)], tiles[a])
         return tiles.reshape(16, C, T * TW * n)
+
+    def max_columns(self) -> int:
+        """The most tiles × images in one band: the columns of its 16 products."""
+        T = max(t1 - t0 for t0, t1, _ in self.bands)
+        return T * self.tiles[1] * max(ns.stop - ns.start for _, _, ns in self.bands)
 
     def buffer_elements(self, C) -> int:
         """Scratch for input_tiles of any band: the row transform and the tiles."""
@@ -157,17 +163,16 @@ def winograd_conv(x, U, bias, pads):
     (OH, OW), (TH, TW) = tiling.out_hw, tiling.tiles
     whole = OH % 2 == 0 and OW % 2 == 0
     y = xp.empty((O, 2 * TH, 2 * TW, N), dtype=x.dtype)
-    n_max = max(t1 - t0 for t0, t1, _ in tiling.bands) * TW * \
-        max(ns.stop - ns.start for _, _, ns in tiling.bands)
+    n_max = tiling.max_columns()
 
     def run(bands, buf):
         scratch, products, half = buf
         for band in bands:
             V = tiling.input_tiles(band, scratch)
             T, n = band[1] - band[0], band[2].stop - band[2].start
-            M = products[:16 * O * T * TW * n].reshape(16, O, T * TW * n)
-            xp.matmul(U, V, out=M)
-            M = M.reshape(4, 4, O, T, TW, n)
+            M = products[:16 * O * T * TW * n].reshape(16, O, T * TW * n)  # a prefix
+            xp.matmul(U, V, out=M)  # the 16 products: (O, C) · (C, tiles) each
+            M = M.reshape(4, 4, O, T, TW, n)  # ξ = (a, b), then the tile grid: a view
             s = half[:M.size // 2].reshape(2, 4, O, T, TW, n)
             _rows_AT(xp, M, s)  # Aᵀ M
             for i in range(2):  # (Aᵀ M) A, into the tile's outputs
@@ -184,15 +189,14 @@ def winograd_conv(x, U, bias, pads):
 
 
 def winograd_grad_kernel(gy, x, pads):
-    """∂E/∂w of winograd_conv (any kernel is 3×3 here): Gᵀ [Σ_tiles (A gy Aᵀ) · Vᵀ] G,
-    (O, C, 3, 3)."""
+    """∂E/∂w of winograd_conv, (O, C, 3, 3): Gᵀ [Σ_tiles (A gy Aᵀ) · Vᵀ] G, each
+    worker summing its own bands' (16, O, C) products."""
     xp, tiling = get_array_module(x), Tiling(x, pads)
     C, O = x.shape[0], gy.shape[0]
     (OH, OW), (TH, TW) = tiling.out_hw, tiling.tiles
     if (OH, OW) != (2 * TH, 2 * TW):  # odd sizes: zero outputs complete the last tiles
         gy = pad_spatial(gy, ((0, 2 * TH - OH), (0, 2 * TW - OW)))
-    n_max = max(t1 - t0 for t0, t1, _ in tiling.bands) * TW * \
-        max(ns.stop - ns.start for _, _, ns in tiling.bands)
+    n_max = tiling.max_columns()
 
     def run(bands, buf):
         scratch, half, gM = buf
@@ -200,10 +204,10 @@ def winograd_grad_kernel(gy, x, pads):
         for band in bands:
             V = tiling.input_tiles(band, scratch)
             T, n = band[1] - band[0], band[2].stop - band[2].start
-            h = half[:8 * O * T * TW * n].reshape(2, 4, O, T, TW, n)
+            h = half[:8 * O * T * TW * n].reshape(2, 4, O, T, TW, n)  # (j, a, …): a prefix
             for j in range(2):  # A gy, for outputs (·, j)
                 _rows_A(xp, [_tile_view(gy, band, i, j) for i in range(2)], h[j])
-            g = gM[:16 * O * T * TW * n].reshape(4, 4, O, T, TW, n)
+            g = gM[:16 * O * T * TW * n].reshape(4, 4, O, T, TW, n)  # ∂E/∂M, ξ = (a, b)
             for a in range(4):  # (A gy) Aᵀ
                 _rows_A(xp, [h[0][a], h[1][a]], g[a])
             part = xp.matmul(g.reshape(16, O, -1), V.swapaxes(1, 2))  # (16, O, C)
