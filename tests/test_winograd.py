@@ -202,3 +202,17 @@ def test_the_r_operator_after_a_winograd_forward(everywhere, monkeypatch):
     monkeypatch.setattr(winograd, "winograd_conv", lambda *a: calls.append(1) or original(*a))
     check("conv2d", {"out_channels": 3, "kernel_size": 3, "padding": 1}, (2, 5, 6), True)
     assert calls  # the forward and ∂E/∂x went through Winograd
+
+
+def test_the_kernel_transform_split_over_workers_is_the_same(monkeypatch):
+    """In a pass that works in bands a large kernel transform is split over the workers
+    (``parallel.matmul``); forced here on a small kernel, it gives the one-call result."""
+    w = np.random.default_rng(6).normal(size=(5, 4, 3, 3))
+    whole = winograd.transform_kernel(w)
+    monkeypatch.setattr(parallel, "MATMUL_SPLIT_MACS", 0)
+    monkeypatch.setattr(parallel, "num_workers", lambda: 2)
+    mode = parallel.ThreadMode()
+    mode.bands = True
+    with parallel.engine_threads(mode):
+        split = winograd.transform_kernel(w)
+    np.testing.assert_array_equal(split, whole)
