@@ -106,8 +106,9 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1,
               # a training step is about 3× the forward MACs (forward, input and weight gradients)
               "train_gflops": 2 * 3 * macs * batch / train_s / 1e9,
               "infer_gflops": 2 * macs * batch / infer_s / 1e9,
-              "peak_rss_mb": peak_rss_mb(), # the host's BLAS, where it does the products
-              "blas": blas_info() if xp is np else None, "layers": rows}
+              "peak_rss_mb": peak_rss_mb(),
+              "blas": blas_info() if xp is np else None,  # the host's BLAS, where it multiplies
+              "layers": rows}
     if profile:  # separate steps, so the per-leaf timers cannot touch the numbers above
         with LeafProfile(model, lambda: _sync(xp)) as prof:
             for _ in range(steps):

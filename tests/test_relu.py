@@ -3,18 +3,22 @@
 import numpy as np
 import pytest
 
-from cnnrun.layers import Context
+from cnnrun.layers import Context, activations
 from cnnrun.layers.activations import ReLU, _zeros
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(16, 32, 32, 8), (5, 7, 3, 256), (3, 4, 5, 2)],
+@pytest.mark.parametrize("shape, run", [((16, 32, 32, 8), 16384), ((5, 7, 3, 256), 256),
+                                        ((3, 4, 5, 2), None)],
                          ids=["run-16384", "run-256", "too-small"])
-def test_relu_equals_maximum_with_zero(shape, dtype):
+def test_relu_equals_maximum_with_zero(shape, run, dtype, monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.normal(size=shape).astype(dtype)
     x.flat[[3, 11]] = np.nan, -0.0
+    runs = []
+    monkeypatch.setattr(activations, "_zeros", lambda n, dt: runs.append(n) or _zeros(n, dt))
     y, _ = ReLU(type="relu").forward({}, x, Context())
+    assert runs == ([] if run is None else [run])  # the vector path, with the longest run
     assert y.dtype == dtype and y.shape == shape
     np.testing.assert_array_equal(y, np.maximum(x, 0))  # NaN stays NaN
 

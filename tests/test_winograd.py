@@ -211,8 +211,14 @@ def test_the_kernel_transform_split_over_workers_is_the_same(monkeypatch):
     whole = winograd.transform_kernel(w)
     monkeypatch.setattr(parallel, "MATMUL_SPLIT_MACS", 0)
     monkeypatch.setattr(parallel, "num_workers", lambda: 2)
+    shares = []
+    original = parallel.map_bands
+    monkeypatch.setattr(parallel, "map_bands",
+                        lambda work, bands, *a: shares.append(len(bands)) or
+                        original(work, bands, *a))
     mode = parallel.ThreadMode()
     mode.bands = True
     with parallel.engine_threads(mode):
         split = winograd.transform_kernel(w)
+    assert shares == [2]  # the 20 kernels' columns went to two workers
     np.testing.assert_array_equal(split, whole)

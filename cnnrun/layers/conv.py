@@ -7,8 +7,9 @@ from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from ..backend import get_array_module
 from ..ops.conv import apply_weight, conv_forward, conv_grad_weight
+from ..ops import winograd
 from ..ops.conv_grad import (conv_backward, conv_forward_saving, conv_grad_input,
-                             input_grad_is_conv, uses_winograd)
+                             input_grad_is_conv)
 from ..ops.shapes import conv_out_size, same_padding
 from ..registry import LAYERS
 from .base import ParamLayer, ShapeError
@@ -134,8 +135,8 @@ class ConvNd(ParamLayer):
         (C, *in_hw), pads = in_shape, self.pads()
         if input_grad_is_conv(self.kernel(), in_hw, self.output_shape(in_shape)[1:],
                               self.strides(), pads, self.dilations()) or \
-                uses_winograd(self.kernel(), self.strides(), self.dilations(), self.groups,
-                              C, self.out_channels):
+                winograd.applies(self.kernel(), self.strides(), self.dilations(), self.groups,
+                                 C, self.out_channels):
             return 0
         return C * math.prod(n + a + b for n, (a, b) in zip(in_hw, pads))
 

@@ -46,17 +46,12 @@ class SavedInput:
         return self._patches
 
 
-def uses_winograd(kernel, stride, dilation, groups, in_channels, out_channels, xp=None) -> bool:
-    """Whether conv_forward_saving runs a convolution as Winograd's F(2×2, 3×3)."""
-    return winograd.applies(kernel, stride, dilation, groups, in_channels, out_channels, xp)
-
-
 def conv_forward_saving(x, weight, bias, stride, pads, dilation, groups=1):
     """conv_forward, and the SavedInput its backward (``conv_backward``) reads."""
     kernel = weight.shape[2:]
     geometry = (kernel, stride, dilation, groups)
-    if uses_winograd(kernel, stride, dilation, groups, x.shape[0], weight.shape[0],
-                     get_array_module(x)):
+    if winograd.applies(kernel, stride, dilation, groups, x.shape[0], weight.shape[0],
+                        get_array_module(x)):
         y = winograd.winograd_conv(x, winograd.transform_kernel(weight), bias, pads)
         return y, SavedInput(x, geometry, pads, None, "winograd")
     y, patches = conv_forward(x, weight, bias, stride, pads, dilation, groups)

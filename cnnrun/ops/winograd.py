@@ -106,7 +106,7 @@ class Tiling:
         t0, t1, ns = band
         x = self.xpad[:, 2 * t0:2 * t1 + 2, :, ns]
         C, _, Wp, n = x.shape
-        T, TW = t1 - t0, self.tiles[1]
+        T, TW = _rows_and_images(band)[0], self.tiles[1]
         rows = buf[:4 * C * T * Wp * n].reshape(4, C, T, Wp, n)  # a prefix of the buffer
         _rows_BT(self.xp, [x[:, i:i + 2 * T:2] for i in range(4)], rows)  # Bᵀ d
         tiles = buf[rows.size:rows.size + 16 * C * T * TW * n].reshape(4, 4, C, T, TW, n)
@@ -114,16 +114,22 @@ class Tiling:
             _rows_BT(self.xp, [rows[a][:, :, j:j + 2 * TW:2] for j in range(4)], tiles[a])
         return tiles.reshape(16, C, T * TW * n)
 
-    def max_columns(self) -> int:
-        """The most tiles × images in one band: the columns of its 16 products."""
-        T = max(t1 - t0 for t0, t1, _ in self.bands)
-        return T * self.tiles[1] * max(ns.stop - ns.start for _, _, ns in self.bands)
+    def buffers(self, k, O):
+        """k workers' scratch: for input_tiles (the row transform and the tiles), and for
+        16 and 8 arrays of O maps over a band's tiles (products and half-transforms)."""
+        T = max(_rows_and_images(band)[0] for band in self.bands)
+        n = max(_rows_and_images(band)[1] for band in self.bands)
+        C, _, Wp, _ = self.xpad.shape
+        tiles = T * self.tiles[1] * n
+        return [(empty_apart((4 * C * T * n * (Wp + 4 * self.tiles[1]),), self.xpad),
+                 self.xp.empty(16 * O * tiles, dtype=self.xpad.dtype),
+                 self.xp.empty(8 * O * tiles, dtype=self.xpad.dtype)) for _ in range(k)]
 
-    def buffer_elements(self, C) -> int:
-        """Scratch for input_tiles of any band: the row transform and the tiles."""
-        T = max(t1 - t0 for t0, t1, _ in self.bands)
-        n = max(ns.stop - ns.start for _, _, ns in self.bands)
-        return 4 * C * T * n * (self.xpad.shape[2] + 4 * self.tiles[1])
+
+def _rows_and_images(band):
+    """A band's tile rows T and images n."""
+    t0, t1, ns = band
+    return t1 - t0, ns.stop - ns.start
 
 
 def _rows_BT(xp, d, out):
@@ -159,18 +165,16 @@ def _tile_view(y, band, i, j):
 
 def winograd_conv(x, U, bias, pads):
     """y = w ⋆ x (+ b) at stride 1, from U = transform_kernel(w): (O, OH, OW, N)."""
-    xp, tiling = get_array_module(x), Tiling(x, pads)
-    C, N, O = x.shape[0], x.shape[3], U.shape[1]
+    tiling = Tiling(x, pads)
+    xp, N, O = tiling.xp, x.shape[3], U.shape[1]
     (OH, OW), (TH, TW) = tiling.out_hw, tiling.tiles
-    whole = OH % 2 == 0 and OW % 2 == 0
     y = xp.empty((O, 2 * TH, 2 * TW, N), dtype=x.dtype)
-    n_max = tiling.max_columns()
 
     def run(bands, buf):
         scratch, products, half = buf
         for band in bands:
             V = tiling.input_tiles(band, scratch)
-            T, n = band[1] - band[0], band[2].stop - band[2].start
+            T, n = _rows_and_images(band)
             M = products[:16 * O * T * TW * n].reshape(16, O, T * TW * n)  # a prefix
             xp.matmul(U, V, out=M)  # the 16 products: (O, C) · (C, tiles) each
             M = M.reshape(4, 4, O, T, TW, n)  # ξ = (a, b), then the tile grid: a view
@@ -181,30 +185,26 @@ def winograd_conv(x, U, bias, pads):
             if bias is not None:
                 y[:, 2 * band[0]:2 * band[1], :, band[2]] += bias[:, None, None, None]
 
-    def buffers(k):
-        return [(empty_apart((tiling.buffer_elements(C),), x),
-                 xp.empty(16 * O * n_max, dtype=x.dtype),
-                 xp.empty(8 * O * n_max, dtype=x.dtype)) for _ in range(k)]
-    parallel.map_bands(run, tiling.bands, buffers, xp)
+    parallel.map_bands(run, tiling.bands, lambda k: tiling.buffers(k, O), xp)
+    whole = (OH, OW) == (2 * TH, 2 * TW)
     return y if whole else xp.ascontiguousarray(y[:, :OH, :OW])
 
 
 def winograd_grad_kernel(gy, x, pads):
     """∂E/∂w of winograd_conv, (O, C, 3, 3): Gᵀ [Σ_tiles (A gy Aᵀ) · Vᵀ] G, each
     worker summing its own bands' (16, O, C) products."""
-    xp, tiling = get_array_module(x), Tiling(x, pads)
-    C, O = x.shape[0], gy.shape[0]
+    tiling = Tiling(x, pads)
+    xp, O = tiling.xp, gy.shape[0]
     (OH, OW), (TH, TW) = tiling.out_hw, tiling.tiles
     if (OH, OW) != (2 * TH, 2 * TW):  # odd sizes: zero outputs complete the last tiles
         gy = pad_spatial(gy, ((0, 2 * TH - OH), (0, 2 * TW - OW)))
-    n_max = tiling.max_columns()
 
     def run(bands, buf):
-        scratch, half, gM = buf
+        scratch, gM, half = buf
         total = None
         for band in bands:
             V = tiling.input_tiles(band, scratch)
-            T, n = band[1] - band[0], band[2].stop - band[2].start
+            T, n = _rows_and_images(band)
             h = half[:8 * O * T * TW * n].reshape(2, 4, O, T, TW, n)  # (j, a, …): a prefix
             for j in range(2):  # A gy, for outputs (·, j)
                 _rows_A(xp, [_tile_view(gy, band, i, j) for i in range(2)], h[j])
@@ -218,9 +218,6 @@ def winograd_grad_kernel(gy, x, pads):
                 total += part
         return total
 
-    def buffers(k):
-        return [(empty_apart((tiling.buffer_elements(C),), x),
-                 xp.empty(8 * O * n_max, dtype=x.dtype),
-                 xp.empty(16 * O * n_max, dtype=x.dtype)) for _ in range(k)]
-    parts = [p for p in parallel.map_bands(run, tiling.bands, buffers, xp) if p is not None]
+    # every worker has at least one band (map_bands uses at most one per band)
+    parts = parallel.map_bands(run, tiling.bands, lambda k: tiling.buffers(k, O), xp)
     return kernel_gradient(sum(parts[1:], parts[0]))
