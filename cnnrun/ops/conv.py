@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from ..allocator import empty_apart
 from ..backend import get_array_module, is_numpy
-from .parallel import map_bands
+from .parallel import map_bands, product
 from .spatial import pad_spatial, strided_view, windows
 
 WHOLE_BYTES = 8 << 20   # im2col matrices up to this size are built in one piece (LeNet b64)
@@ -235,7 +235,7 @@ def conv_grad_weight(gy, patches, weight_shape, groups=1):
 
     def work(cols, r0, R):
         g = gy[:, r0:r0 + R].reshape(O, -1)  # (O, R·OW·N)
-        return xp.matmul(_grouped(g, groups), _grouped(cols, groups).swapaxes(-1, -2))
+        return product(_grouped(g, groups), _grouped(cols, groups).swapaxes(-1, -2))
     parts = [p for share in patches.map_columns(work) for p in share]
     return sum(parts[1:], parts[0]).reshape(weight_shape)
 

@@ -19,7 +19,7 @@ from . import parallel  # parallel.num_workers is read at call time (tests set i
 from . import winograd
 from .conv import (Patches, _band_rows, _grouped, _output_rows, conv_forward,
                    conv_grad_weight, shifted_columns, weight_times_shifts, whole_columns)
-from .parallel import map_bands, matmul
+from .parallel import map_bands, matmul, product
 from .rows import channel_sums
 from .spatial import crop_spatial, pad_spatial, tap_slices
 
@@ -113,7 +113,7 @@ def _grads_from_gy_columns(gy, weight, x, pads, dilation, groups):
         out = gx[:, r0:r0 + R].reshape(C, R * W * N)  # views: rows are contiguous per map
         xb = x[:, r0:r0 + R].reshape(C, R * W * N)
         xp.matmul(wt2, _grouped(cols, groups), out=_grouped(out, groups))
-        return xp.matmul(_grouped(xb, groups), _grouped(cols, groups).swapaxes(-1, -2))
+        return product(_grouped(xb, groups), _grouped(cols, groups).swapaxes(-1, -2))
     parts = [p for share in patches.map_columns(work) for p in share]
     return gx, _unflip_kernel(sum(parts[1:], parts[0]), weight.shape, groups)
 
@@ -194,11 +194,11 @@ def _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups):
     if not is_numpy(xp) or whole_columns(Cg * groups * channel_row_bytes * OH) or \
             parallel.num_workers() == 1:
         run(whole, matmul)
-    else:  # in the workers BLAS runs on one thread, so plain xp.matmul
+    else:  # in the workers BLAS runs on one thread, so the plain (GIL-free) product
         share = -(-Cg // parallel.num_workers())  # channels per worker, rounded up
         split = whole if groups > 1 else \
             [(0, c, min(c + share, Cg)) for c in range(0, Cg, share)]
-        map_bands(run, split, lambda n: [xp.matmul] * n, xp)
+        map_bands(run, split, lambda n: [product] * n, xp)
     return crop_spatial(img, pads)
 
 
