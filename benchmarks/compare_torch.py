@@ -4,12 +4,16 @@
     python benchmarks/compare_torch.py --rounds 7 --only lenet5
     python benchmarks/compare_torch.py --profile      # and where each step goes
 
-Each measurement runs in a fresh process (at least 1 s of warm-up steps, then at least
-2 s of timed steps); the two engines alternate (A B A B …)
-for ``--rounds`` rounds, and the table reports the median of the per-round
-ratios t_torch / t_cnnrun (above 1: cnnrun is faster) with its min–max. These
-machines drift ±20–40 % between runs, so only an interleaved ratio means
-anything. Both engines use every core of the machine, in float32.
+Each round starts one fresh process per engine. Both warm up (at least 1 s of steps
+each), then they take turns, A B B A A B …, in BURSTS short bursts of at least
+BURST_S seconds, one engine idle while the other runs, with GAP_S between bursts so
+that neither's spinning BLAS or OpenMP threads take cores from the other's turn. A
+round's time per step is its bursts' total time over their steps, and the table
+reports the median of the per-round ratios t_torch / t_cnnrun (above 1: cnnrun is
+faster) with its min–max over ``--rounds`` rounds. These machines drift ±20–40 %
+within seconds, so only a finely interleaved ratio means anything: with one 2 s
+measurement per engine and round, LeNet-5's ratio at batch 64 once spread over
+0.85–1.51. Both engines use every core of the machine, in float32.
 """
 
 from __future__ import annotations
@@ -25,16 +29,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WARMUP_S, TIMED_S = 1.0, 2.0
+WARMUP_S = 1.0
+BURSTS, BURST_S, GAP_S = 8, 0.25, 0.2  # per engine and round; see the module's docstring
+REPLY = "@@ "  # marks the protocol's lines in a worker's stdout
 CASES = [("lenet5", 64), ("lenet5", 256), ("vgg11-cifar10", 128), ("resnet20-cifar10", 128)]
 
 
-def worker(engine: str, config: str, batch: int, mode: str, steps: int) -> dict:
-    """One timed measurement in this process; prints JSON."""
+def make_step(engine: str, config: str, batch: int, mode: str):
+    """One training step or inference pass of the network, in this process."""
     import numpy as np
 
     from cnnrun.allocator import keep_freed_memory
-    from cnnrun.bench import peak_rss_mb
     from cnnrun.config import load_config
     from cnnrun.model import Model, flatten
     cfg = load_config(ROOT / "configs" / f"{config}.yaml")
@@ -75,12 +80,34 @@ def worker(engine: str, config: str, batch: int, mode: str, steps: int) -> dict:
                 _, g = loss.value_and_grad(out, y)
                 _, grads = model.backward(state, cache, g)
                 opt.step(flat, flatten(grads), 0.01)
-    # Both engines speed up over their first steps (oneDNN builds its kernels, allocators
-    # settle): PyTorch's LeNet step takes ~20 steps to reach its steady time. So warm up for
-    # at least WARMUP_S, then time at least `steps` steps and TIMED_S seconds.
-    _repeat(step, 3, WARMUP_S)
-    n, seconds = _repeat(step, steps, TIMED_S)
-    return {"seconds": seconds / n, "steps": n, "peak_rss_mb": peak_rss_mb()}
+    return step
+
+
+def serve(engine: str, config: str, batch: int, mode: str) -> None:
+    """A worker process: builds the step, then answers the driver's commands on stdin,
+    one JSON line each: ``warm``, ``run SECONDS`` (steps and seconds taken), ``quit``
+    (peak resident memory)."""
+    from cnnrun.bench import peak_rss_mb
+    step = make_step(engine, config, batch, mode)
+    _reply({})
+    for line in sys.stdin:
+        command, *args = line.split()
+        if command == "warm":
+            # Both engines speed up over their first steps (oneDNN builds its kernels,
+            # allocators settle): PyTorch's LeNet step takes ~20 steps to reach its steady
+            # time.
+            _repeat(step, 3, WARMUP_S)
+            _reply({})
+        elif command == "run":
+            n, seconds = _repeat(step, 1, float(args[0]))
+            _reply({"steps": n, "seconds": seconds})
+        else:
+            _reply({"peak_rss_mb": peak_rss_mb()})
+            return
+
+
+def _reply(answer: dict) -> None:
+    print(REPLY + json.dumps(answer), flush=True)
 
 
 def _repeat(step, min_steps: int, min_seconds: float) -> tuple[int, float]:
@@ -123,8 +150,53 @@ def _subprocess(*args) -> dict | list:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(engine, config, batch, mode, steps) -> dict:
-    return _subprocess("worker", engine, config, batch, mode, steps)
+class Worker:
+    """A fresh process running one engine's step (``serve``), driven over pipes."""
+
+    def __init__(self, engine, config, batch, mode):
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "serve", engine, config, str(batch), mode],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.steps, self.seconds = 0, 0.0
+
+    def ask(self, *command) -> dict:
+        if command:
+            self.process.stdin.write(" ".join(map(str, command)) + "\n")
+            self.process.stdin.flush()
+        for line in self.process.stdout:  # skip whatever else the engine prints
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY):])
+        raise RuntimeError(f"a benchmark worker exited with {self.process.wait()}")
+
+    def burst(self):
+        answer = self.ask("run", BURST_S)
+        self.steps += answer["steps"]
+        self.seconds += answer["seconds"]
+
+    def close(self) -> dict:
+        try:
+            return self.ask("quit")
+        finally:
+            self.process.kill()
+            self.process.wait()
+
+
+def measure_round(config, batch, mode) -> tuple[dict, dict]:
+    """One round: cnnrun's and PyTorch's seconds per step and peak memory, in bursts."""
+    ours, theirs = (Worker(e, config, batch, mode) for e in ("cnnrun", "torch"))
+    try:
+        for w in (ours, theirs):
+            w.ask()  # built
+        for w in (ours, theirs):
+            w.ask("warm")
+        for k in range(BURSTS):
+            for w in ((ours, theirs) if k % 2 == 0 else (theirs, ours)):
+                time.sleep(GAP_S)
+                w.burst()
+    finally:
+        results = [{"seconds": w.seconds / max(w.steps, 1), **w.close()}
+                   for w in (ours, theirs)]
+    return results[0], results[1]
 
 
 def machine() -> str:
@@ -157,18 +229,19 @@ def _cases(only):
 
 def timing_table(rounds: int, only) -> list[str]:
     """The README table: per network, batch and mode, the interleaved ratio."""
-    lines = [(f"machine: {machine()}; {rounds} interleaved rounds per cell; "
+    lines = [(f"machine: {machine()}; {rounds} rounds per cell, each of {BURSTS} "
+              f"interleaved bursts per engine; "
               f"ratio = t_torch / t_cnnrun (above 1: cnnrun faster), median (min–max)"), "",
              "| network | batch | mode | cnnrun ms | PyTorch ms | ratio | peak MiB cnnrun / PyTorch |",
              "| --- | ---: | --- | ---: | ---: | --- | --- |"]
     for config, batch in _cases(only):
         check_outputs_agree(config)
-        steps = 30 if config == "lenet5" else 3
         for mode in ("train", "infer"):
             ours, theirs = [], []
             for _ in range(rounds):
-                ours.append(measure("cnnrun", config, batch, mode, steps))
-                theirs.append(measure("torch", config, batch, mode, steps))
+                o, t = measure_round(config, batch, mode)
+                ours.append(o)
+                theirs.append(t)
             ratios = [t["seconds"] / o["seconds"] for o, t in zip(ours, theirs)]
             row = (f"| {config} | {batch} | {mode} | "
                    f"{1e3 * statistics.median(o['seconds'] for o in ours):.2f} | "
@@ -214,9 +287,9 @@ def main():
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
     import profiles
-    if len(sys.argv) > 1 and sys.argv[1] == "worker":
-        e, c, b, m, s = sys.argv[2:7]
-        print(json.dumps(worker(e, c, int(b), m, int(s))))
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        e, c, b, m = sys.argv[2:6]
+        serve(e, c, int(b), m)
     elif len(sys.argv) > 1 and sys.argv[1] == "profile":
         e, c, b, s = sys.argv[2:6]
         rows = (profiles.cnnrun_rows if e == "cnnrun" else profiles.torch_rows)(c, int(b), int(s))
