@@ -106,3 +106,41 @@ def test_split_batch_norm_gradients_match_finite_differences(type_name, cfg, sha
     for r in check_layer(build(type_name, cfg), shape):
         np.testing.assert_allclose(r.analytic, r.numeric, rtol=1e-6, atol=1e-8,
                                    err_msg=f"{type_name} gradient of {r.name}")
+
+
+MAX_POOL = [e for e in EXAMPLES if e.values[0] == "maxpool2d"]
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+@pytest.mark.parametrize("type_name,cfg,shape", MAX_POOL)
+def test_split_max_pool_equals_one_call(type_name, cfg, shape, ties, monkeypatch):
+    """Every geometry (tiled, disjoint, overlapping windows), and ties, where the first
+    maximum must win in each share as in one call."""
+    layer = build(type_name, cfg)
+    shape = (3, *shape[1:])  # three channels: two shares
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, size=(*shape, 3)) if ties else rng.normal(size=(*shape, 3))
+    x = x.astype(np.float32)
+    gy = rng.normal(size=(*layer.output_shape(shape), 3)).astype(np.float32)
+    ctx = Context(train=True)
+    y, cache = layer.forward({}, x, ctx)
+    gx, _ = layer.backward({}, cache, gy)
+    shares = []
+    real = parallel.by_channels
+    monkeypatch.setattr("cnnrun.ops.pool.by_channels",
+                        lambda work, a: real(lambda c: (shares.append(c), work(c)), a))
+    monkeypatch.setattr(parallel, "num_workers", lambda: 2)
+    monkeypatch.setattr(parallel, "SPLIT_BYTES", 0)
+    y2, cache2 = layer.forward({}, x, ctx)
+    gx2, _ = layer.backward({}, cache2, gy)
+    assert len(shares) == 4  # two channels each, forward and backward
+    assert y2.dtype == gx2.dtype == np.float32
+    np.testing.assert_array_equal(y2, y)
+    np.testing.assert_array_equal(gx2, gx)
+
+
+@pytest.mark.parametrize("type_name,cfg,shape", MAX_POOL)
+def test_split_max_pool_gradients_match_finite_differences(type_name, cfg, shape, split):
+    for r in check_layer(build(type_name, cfg), shape):
+        np.testing.assert_allclose(r.analytic, r.numeric, rtol=1e-6, atol=1e-8,
+                                   err_msg=f"{type_name} gradient of {r.name}")

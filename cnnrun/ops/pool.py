@@ -4,11 +4,15 @@ Max-pool keeps, per output unit, the index of the first tap that holds the
 window's maximum; backward sends the whole gradient to that one input (as
 PyTorch does). Routing it to every tied maximum would multiply gradients on
 MNIST's flat zero backgrounds.
+
+Max-pooling's passes over a large input run on every core, split by channels
+(``parallel.by_channels``): each window lies in one channel.
 """
 
 from __future__ import annotations
 
 from ..backend import get_array_module
+from .parallel import by_channels
 from .spatial import tap_slices
 
 
@@ -26,10 +30,16 @@ def max_forward(xpad, kernel, out_hw, stride, dilation):
     No argmax is kept: backward finds each window's first maximum again (see winners),
     which costs what tracking it here would, and inference pays nothing for it."""
     xp = get_array_module(xpad)
-    y = None
-    for _, i, j in taps(kernel):
-        v = xpad[(slice(None), *tap_slices(i, j, out_hw, stride, dilation))]
-        y = v.copy() if y is None else xp.maximum(y, v, out=y)
+    y = xp.empty((xpad.shape[0], *out_hw, xpad.shape[3]), dtype=xpad.dtype)
+
+    def part(c):  # channels c
+        for t, i, j in taps(kernel):
+            v = xpad[(c, *tap_slices(i, j, out_hw, stride, dilation))]
+            if t == 0:
+                y[c] = v
+            else:
+                xp.maximum(y[c], v, out=y[c])
+    by_channels(part, y)
     return y
 
 
@@ -57,18 +67,26 @@ def max_gather(xpad, rxpad, y, kernel, stride, dilation):
 def max_backward(gy, xpad, y, kernel, stride, dilation):
     """Scatter gy to the winning tap of each window; overlapping windows add up."""
     xp = get_array_module(gy)
+    gx = xp.empty(xpad.shape, dtype=gy.dtype)
     if all(d == 1 and s == k and o * s == n for k, s, d, o, n in
            zip(kernel, stride, dilation, y.shape[1:3], xpad.shape[1:3])):
-        return _max_backward_tiled(gy, xpad, y, kernel)
-    if all(d == 1 and s >= k for k, s, d in zip(kernel, stride, dilation)):
-        return _max_backward_disjoint(gy, xpad, y, kernel, stride)
-    gx = xp.zeros(xpad.shape, dtype=gy.dtype)
-    for sl, m in winners(xpad, y, kernel, stride, dilation):
-        gx[sl] += gy * m
+        rule = _max_backward_tiled
+    elif all(d == 1 and s >= k for k, s, d in zip(kernel, stride, dilation)):
+        rule = _max_backward_disjoint
+    else:
+        rule = _max_backward_overlapping
+    by_channels(lambda c: rule(gy[c], xpad[c], y[c], kernel, stride, dilation, gx[c]), gx)
     return gx
 
 
-def _max_backward_disjoint(gy, xpad, y, kernel, stride):
+def _max_backward_overlapping(gy, xpad, y, kernel, stride, dilation, gx):
+    """max_backward into gx in general: each tap adds its winners' share."""
+    gx[...] = 0
+    for sl, m in winners(xpad, y, kernel, stride, dilation):
+        gx[sl] += gy * m
+
+
+def _max_backward_disjoint(gy, xpad, y, kernel, stride, dilation, gx):
     """max_backward for windows that do not overlap but leave input cells out (stride >
     kernel, or an odd map's last row and column).
 
@@ -77,7 +95,7 @@ def _max_backward_disjoint(gy, xpad, y, kernel, stride):
     taken: ``left`` holds the gradient not yet handed out, and a tap that takes a window's
     gradient zeroes it there. 14 passes over the data for a 2×2 window instead of 25."""
     xp = get_array_module(gy)
-    gx = xp.zeros(xpad.shape, dtype=gy.dtype)
+    gx[...] = 0
     hit = xp.empty(y.shape, dtype=bool)
     left = gy
     last = kernel[0] * kernel[1] - 1
@@ -87,10 +105,9 @@ def _max_backward_disjoint(gy, xpad, y, kernel, stride):
         xp.multiply(left, hit, out=gx[sl])
         if t < last:  # withhold what this tap took from the taps after it
             left = left * xp.logical_not(hit, out=hit)
-    return gx
 
 
-def _max_backward_tiled(gy, xpad, y, kernel):
+def _max_backward_tiled(gy, xpad, y, kernel, stride, dilation, gx):
     """max_backward for windows that tile the input exactly (the 2×2 pool of an even map).
 
     The input is then a free view (C, OH, KH, OW, KW, N) of windows, so one comparison
@@ -114,9 +131,7 @@ def _max_backward_tiled(gy, xpad, y, kernel):
             continue
         xp.greater(here, seen, out=here)  # this tap wins only where none before it did
         xp.bitwise_or(seen, here, out=seen)
-    gx = xp.empty(xpad.shape, dtype=gy.dtype)
-    xp.multiply(gy[over_taps], mask, out=gx.reshape(tiles))
-    return gx
+    xp.multiply(gy[over_taps], mask, out=gx.reshape(tiles))  # a view: gx[c] is contiguous
 
 
 def sum_forward(xpad, kernel, out_hw, stride, dilation=(1, 1)):
