@@ -250,11 +250,15 @@ def test_a_pass_learns_its_thread_mode_and_gives_blas_its_threads_back(banded):
     np.testing.assert_allclose(y_banded, y_whole, rtol=1e-12)
 
 
-def test_split_matmul_equals_numpy(monkeypatch):
+@pytest.mark.parametrize("rows, cols, split", [
+    (5, 9, [slice(0, 5), slice(5, 9)]),  # more columns: the columns are shared
+    (9, 5, [slice(0, 5), slice(5, 9)]),  # more rows: the rows are
+])
+def test_split_matmul_equals_numpy(rows, cols, split, monkeypatch):
     monkeypatch.setattr(parallel, "num_workers", lambda: 2)
     monkeypatch.setattr(parallel, "MATMUL_SPLIT_MACS", 1)
     rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(2, 5, 7)), rng.normal(size=(2, 7, 9))
+    a, b = rng.normal(size=(2, rows, 7)), rng.normal(size=(2, 7, cols))
     shares = []
     real_map = parallel.map_bands
     monkeypatch.setattr(parallel, "map_bands",
@@ -263,9 +267,9 @@ def test_split_matmul_equals_numpy(monkeypatch):
     mode = parallel.ThreadMode()
     mode.bands = True
     with parallel.engine_threads(mode):
-        split = parallel.matmul(a, b)
-    np.testing.assert_allclose(split, a @ b, rtol=1e-13)
-    assert shares == [[slice(0, 5), slice(5, 9)]]  # the columns really went to two workers
+        product = parallel.matmul(a, b)
+    np.testing.assert_allclose(product, a @ b, rtol=1e-13)
+    assert shares == [split]  # really shared by two workers
     parallel.matmul(a, b)  # outside a pass: one plain product, nothing split
     assert len(shares) == 1
 

@@ -7,7 +7,9 @@ gradient too (``_grads_from_gy_columns``), so such a backward builds one im2col,
 of gy, instead of two, and the forward's padded copy of x is freed when the
 forward ends (``SavedInput``). Other geometries take ∂E/∂W from the columns of
 the padded input and ∂E/∂x from col2im, band by band. 3×3 convolutions at stride 1
-with many maps run all three in Winograd's transformed domain (``winograd``).
+with many maps run all three in Winograd's transformed domain (``winograd``), and
+convolutions of maps of a few pixels as products with the kernel's Toeplitz matrix
+(``toeplitz``), which multiplies less than either there.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 
 from ..backend import get_array_module, is_numpy
 from . import parallel  # parallel.num_workers is read at call time (tests set it)
-from . import winograd
+from . import toeplitz, winograd
 from .conv import (Patches, _band_rows, _grouped, _output_rows, conv_forward,
                    conv_grad_weight, shifted_columns, weight_times_shifts, whole_columns)
 from .parallel import map_bands, matmul, product
@@ -26,16 +28,18 @@ from .spatial import crop_spatial, pad_spatial, tap_slices
 
 class SavedInput:
     """What a convolution's backward keeps of its input x: x itself where both gradients
-    come from gy's columns or from Winograd's tiles (then the padded copy the forward
-    read is freed with the forward), else the padded input's Patches, which the weight
-    gradient reads."""
+    come from gy's columns, from Winograd's tiles or from a Toeplitz product (then the
+    padded copy the forward read is freed with the forward; a Toeplitz product keeps its
+    matrix too), else the padded input's Patches, which the weight gradient reads."""
 
-    def __init__(self, x, geometry, pads, patches: Patches | None, algorithm: str):
+    def __init__(self, x, geometry, pads, patches: Patches | None, algorithm: str,
+                 plan: toeplitz.Toeplitz | None = None):
         self.in_hw, self.pads = tuple(x.shape[1:3]), pads
         self.kernel, self.stride, self.dilation, self.groups = geometry
-        self.algorithm = algorithm  # "winograd", "gy-columns" or "patches"
+        self.algorithm = algorithm  # "toeplitz", "winograd", "gy-columns" or "patches"
         self.x = None if algorithm == "patches" else x
         self._patches = patches if algorithm == "patches" else None
+        self.toeplitz = plan
 
     def patches(self) -> Patches:
         """The padded input's Patches, padded again where only x was kept (a first layer,
@@ -50,8 +54,12 @@ def conv_forward_saving(x, weight, bias, stride, pads, dilation, groups=1):
     """conv_forward, and the SavedInput its backward (``conv_backward``) reads."""
     kernel = weight.shape[2:]
     geometry = (kernel, stride, dilation, groups)
-    if winograd.applies(kernel, stride, dilation, groups, x.shape[0], weight.shape[0],
-                        get_array_module(x)):
+    xp = get_array_module(x)
+    if toeplitz.applies(x.shape[1:3], kernel, stride, pads, dilation, groups, x.shape[0],
+                        weight.shape[0], x.dtype.itemsize, xp):
+        plan = toeplitz.Toeplitz(weight, x.shape[1:3], stride, pads, dilation)
+        return plan.forward(x, bias), SavedInput(x, geometry, pads, None, "toeplitz", plan)
+    if winograd.applies(kernel, stride, dilation, groups, x.shape[0], weight.shape[0], xp):
         y = winograd.winograd_conv(x, winograd.transform_kernel(weight), bias, pads)
         return y, SavedInput(x, geometry, pads, None, "winograd")
     y, patches = conv_forward(x, weight, bias, stride, pads, dilation, groups)
@@ -64,6 +72,9 @@ def conv_backward(gy, weight, saved: SavedInput, need_gx, has_bias, need_params=
     geometry is the forward's, as ``saved`` holds it."""
     s, G = saved, saved.groups
     gb = channel_sums(gy) if (need_params and has_bias) else None
+    if s.algorithm == "toeplitz":
+        gW = s.toeplitz.grad_weight(gy, s.x) if need_params else None
+        return (s.toeplitz.grad_input(gy) if need_gx else None), gW, gb
     if s.algorithm == "winograd":
         gW = winograd.winograd_grad_kernel(gy, s.x, s.pads) if need_params else None
         return (_winograd_grad_input(gy, weight, s) if need_gx else None), gW, gb

@@ -117,22 +117,29 @@ MATMUL_SPLIT_MACS = 1 << 24  # products this large are split over the workers
 
 def matmul(a, b):
     """a @ b (2-D, or stacked with matching leading axes). In a pass that works in bands
-    a large product has the columns of its result split over the workers; otherwise it
-    is one call, on BLAS's threads where the pass leaves them."""
+    a large product has its result split over the workers, by rows where it has more
+    rows than columns, else by columns (each worker then reads half of the larger
+    operand and all of the smaller); otherwise it is one call, on BLAS's threads where
+    the pass leaves them."""
     xp = get_array_module(a)
     k = num_workers() if is_numpy(xp) else 1
-    cols = b.shape[-1]
+    rows, cols = a.shape[-2], b.shape[-1]
     banded = _PASS.mode is not None and _PASS.mode.bands
-    if not banded or k == 1 or cols < 2 * k or \
-            a.shape[-2] * a.shape[-1] * cols < MATMUL_SPLIT_MACS:
+    if not banded or k == 1 or max(rows, cols) < 2 * k or \
+            rows * a.shape[-1] * cols < MATMUL_SPLIT_MACS:
         return xp.matmul(a, b)
     out = xp.empty((*a.shape[:-1], cols), dtype=xp.result_type(a, b))
-    step = -(-cols // k)
-    shares = [slice(i, min(i + step, cols)) for i in range(0, cols, step)]
+    by_rows = rows > cols
+    n = rows if by_rows else cols
+    step = -(-n // k)
+    shares = [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
     def work(share, _buf):
         for sl in share:
-            xp.matmul(a, b[..., sl], out=out[..., sl])
+            if by_rows:
+                xp.matmul(a[..., sl, :], b, out=out[..., sl, :])
+            else:
+                xp.matmul(a, b[..., sl], out=out[..., sl])
     map_bands(work, shares, lambda n: [None] * n, xp)
     return out
 

@@ -1,0 +1,126 @@
+"""Convolutions of maps of a few pixels as one product with the kernel's Toeplitz matrix.
+
+A convolution is linear in its input: per image, the O·P outputs (P = OH·OW
+positions) are T(w) times the C·Q inputs (Q = H·W positions), where block
+(p, q) of T(w), an O × C matrix, is the kernel tap that output position p reads
+at input position q, or zero where it reads none. T(w) costs O·C·P·Q
+multiply-adds per image, im2col O·C·P·KH·KW, Winograd F(2×2, 3×3) 4/9 of that.
+So where a map has at most 4/9 as many pixels as the kernel has taps (``applies``:
+2×2 maps under a 3×3 kernel, VGG's last stage on CIFAR), T(w) multiplies no more
+than either, in one large product instead of 16 small ones between transforms,
+and the gradients are two more such products:
+  y = T(w) x,   ∂E/∂x = T(w)ᵀ gy,   ∂E/∂T = gy xᵀ, folded back onto the taps.
+VGG-11's 512-map 2×2 convolutions at batch 128 took 31 ms per layer and training
+step on Winograd's path, and take 20 on this one.
+
+T(w) is laid out (P, O, Q, C): each block is then a contiguous copy of one tap's
+O × C weights (a copy of 1 MB at 512 maps), and the activations are transposed to
+position-major order (C, Q, N) → (Q, C, N), a few hundred kilobytes here. The
+forward keeps T(w) for the input gradient (16 MB at 512 maps).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..backend import get_array_module, is_numpy
+from .parallel import matmul
+
+MAX_BYTES = 64 << 20  # larger Toeplitz matrices are not built
+
+
+def _out_hw(in_hw, kernel, stride, pads, dilation):
+    return tuple((n + a + b - d * (k - 1) - 1) // s + 1
+                 for n, k, s, (a, b), d in zip(in_hw, kernel, stride, pads, dilation))
+
+
+def tap_table(in_hw, kernel, stride, pads, dilation) -> dict:
+    """{(p, q): t}: output position p reads input position q through kernel tap t (all
+    positions and taps flat, row-major); pairs that no tap joins are absent."""
+    (H, W), (KH, KW) = in_hw, kernel
+    OH, OW = _out_hw(in_hw, kernel, stride, pads, dilation)
+    table = {}
+    for oh in range(OH):
+        for ow in range(OW):
+            for h in range(H):
+                for w in range(W):
+                    i, ri = divmod(h + pads[0][0] - oh * stride[0], dilation[0])
+                    j, rj = divmod(w + pads[1][0] - ow * stride[1], dilation[1])
+                    if ri == rj == 0 and 0 <= i < KH and 0 <= j < KW:
+                        table[(oh * OW + ow, h * W + w)] = i * KW + j
+    return table
+
+
+def applies(in_hw, kernel, stride, pads, dilation, groups, in_channels, out_channels,
+            itemsize, xp=None) -> bool:
+    """Whether a convolution runs as one Toeplitz product: ungrouped, on maps of at most
+    4/9 as many pixels as the kernel has taps, T(w) no larger than MAX_BYTES, on NumPy
+    (no GPU has been lent to measure it there)."""
+    Q, taps = math.prod(in_hw), math.prod(kernel)
+    P = math.prod(_out_hw(in_hw, kernel, stride, pads, dilation))
+    return groups == 1 and 9 * Q <= 4 * taps and \
+        P * Q * in_channels * out_channels * itemsize <= MAX_BYTES and \
+        (xp is None or is_numpy(xp))
+
+
+class Toeplitz:
+    """T(w) of one convolution's weights at one input size, and its three products."""
+
+    def __init__(self, weight, in_hw, stride, pads, dilation):
+        xp = self.xp = get_array_module(weight)
+        O, C, KH, KW = self.weight_shape = weight.shape
+        self.in_hw = in_hw
+        self.out_hw = _out_hw(in_hw, (KH, KW), stride, pads, dilation)
+        self.P, self.Q = math.prod(self.out_hw), math.prod(in_hw)
+        self.table = tap_table(in_hw, (KH, KW), stride, pads, dilation)
+        taps = xp.ascontiguousarray(weight.reshape(O, C, KH * KW).transpose(2, 0, 1))  # (taps, O, C)
+        T = xp.empty((self.P, O, self.Q, C), dtype=weight.dtype)
+        for p in range(self.P):
+            for q in range(self.Q):
+                t = self.table.get((p, q))
+                T[p, :, q, :] = 0 if t is None else taps[t]
+        self.matrix = T.reshape(self.P * O, self.Q * C)  # (P·O, Q·C)
+
+    def _positions_first(self, a):
+        """(maps, positions, N) → (positions·maps, N): the products' operand order."""
+        maps, N = a.shape[0], a.shape[-1]
+        a = a.reshape(maps, -1, N).transpose(1, 0, 2)  # (positions, maps, N)
+        return self.xp.ascontiguousarray(a).reshape(-1, N)
+
+    def _maps_first(self, a, maps, hw):
+        """(positions·maps, N) → (maps, *hw, N), the engine layout."""
+        N = a.shape[-1]
+        a = a.reshape(-1, maps, N).transpose(1, 0, 2)  # (maps, positions, N)
+        return self.xp.ascontiguousarray(a).reshape(maps, *hw, N)
+
+    def forward(self, x, bias):
+        """y = T(w) x (+ b): (O, OH, OW, N) from x (C, H, W, N)."""
+        O = self.weight_shape[0]
+        y = self._maps_first(matmul(self.matrix, self._positions_first(x)), O, self.out_hw)
+        if bias is not None:
+            y += bias.reshape(O, 1, 1, 1)
+        return y
+
+    def grad_input(self, gy):
+        """∂E/∂x = T(w)ᵀ gy: (C, H, W, N)."""
+        gx = matmul(self.matrix.T, self._positions_first(gy))  # (Q·C, N)
+        return self._maps_first(gx, self.weight_shape[1], self.in_hw)
+
+    def grad_weight(self, gy, x):
+        """∂E/∂w: ∂E/∂T = gy xᵀ (P·O × Q·C), each block added onto the tap it came from."""
+        xp, (O, C, KH, KW) = self.xp, self.weight_shape
+        gT = matmul(self._positions_first(gy), self._positions_first(x).T)
+        gT = gT.reshape(self.P, O, self.Q, C)
+        g_taps = xp.empty((KH * KW, O, C), dtype=gT.dtype)
+        blocks = {}  # tap → the (p, q) blocks it appears in
+        for pq, t in self.table.items():
+            blocks.setdefault(t, []).append(gT[pq[0], :, pq[1], :])
+        for t in range(KH * KW):  # each tap's sum written once (no zeroing pass)
+            here = blocks.get(t, [])
+            if len(here) < 2:
+                g_taps[t] = here[0] if here else 0
+                continue
+            xp.add(here[0], here[1], out=g_taps[t])
+            for block in here[2:]:
+                g_taps[t] += block
+        return xp.ascontiguousarray(g_taps.transpose(1, 2, 0)).reshape(O, C, KH, KW)
