@@ -45,13 +45,9 @@ def test_split_padding_is_numpys_pad(pads, split):
     np.testing.assert_array_equal(pad_spatial(x, pads), want)
 
 
-@pytest.mark.parametrize("type_name,cfg,shape", ELEMENTWISE)
-def test_split_activation_equals_one_call(type_name, cfg, shape, monkeypatch):
-    layer = build(type_name, cfg)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(*shape, 3)).astype(np.float32)
-    gy = rng.normal(size=x.shape).astype(np.float32)
-    ctx = Context(train=True, rng=rng)
+def _whole_then_split(layer, x, gy, ctx, monkeypatch):
+    """A layer's forward and backward in one call, then with two workers and every array
+    split: the two (y, gx) pairs, float32 checked."""
     y, cache = layer.forward({}, x, ctx)
     gx, _ = layer.backward({}, cache, gy)
     monkeypatch.setattr(parallel, "num_workers", lambda: 2)
@@ -59,12 +55,25 @@ def test_split_activation_equals_one_call(type_name, cfg, shape, monkeypatch):
     y2, cache2 = layer.forward({}, x, ctx)
     gx2, _ = layer.backward({}, cache2, gy)
     assert y2.dtype == gx2.dtype == np.float32
-    np.testing.assert_array_equal(y2, y)
-    np.testing.assert_array_equal(gx2, gx)
+    return (y, gx), (y2, gx2)
 
 
 @pytest.mark.parametrize("type_name,cfg,shape", ELEMENTWISE)
-def test_split_activation_gradients_match_finite_differences(type_name, cfg, shape, split):
+def test_split_activation_equals_one_call(type_name, cfg, shape, monkeypatch):
+    layer = build(type_name, cfg)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(*shape, 3)).astype(np.float32)
+    gy = rng.normal(size=x.shape).astype(np.float32)
+    whole, split = _whole_then_split(layer, x, gy, Context(train=True, rng=rng), monkeypatch)
+    for a, b in zip(whole, split):
+        np.testing.assert_array_equal(b, a)
+
+
+MAX_POOL = [e for e in EXAMPLES if e.values[0] == "maxpool2d"]
+
+
+@pytest.mark.parametrize("type_name,cfg,shape", ELEMENTWISE + MAX_POOL + BATCH_NORM)
+def test_split_layer_gradients_match_finite_differences(type_name, cfg, shape, split):
     for r in check_layer(build(type_name, cfg), shape):
         np.testing.assert_allclose(r.analytic, r.numeric, rtol=1e-6, atol=1e-8,
                                    err_msg=f"{type_name} gradient of {r.name}")
@@ -101,16 +110,6 @@ def test_split_batch_norm_equals_one_call(type_name, cfg, shape, train, monkeypa
             np.testing.assert_allclose(shared[d][k], whole[d][k], rtol=1e-6, err_msg=k)
 
 
-@pytest.mark.parametrize("type_name,cfg,shape", BATCH_NORM)
-def test_split_batch_norm_gradients_match_finite_differences(type_name, cfg, shape, split):
-    for r in check_layer(build(type_name, cfg), shape):
-        np.testing.assert_allclose(r.analytic, r.numeric, rtol=1e-6, atol=1e-8,
-                                   err_msg=f"{type_name} gradient of {r.name}")
-
-
-MAX_POOL = [e for e in EXAMPLES if e.values[0] == "maxpool2d"]
-
-
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
 @pytest.mark.parametrize("type_name,cfg,shape", MAX_POOL)
 def test_split_max_pool_equals_one_call(type_name, cfg, shape, ties, monkeypatch):
@@ -122,25 +121,11 @@ def test_split_max_pool_equals_one_call(type_name, cfg, shape, ties, monkeypatch
     x = rng.integers(0, 3, size=(*shape, 3)) if ties else rng.normal(size=(*shape, 3))
     x = x.astype(np.float32)
     gy = rng.normal(size=(*layer.output_shape(shape), 3)).astype(np.float32)
-    ctx = Context(train=True)
-    y, cache = layer.forward({}, x, ctx)
-    gx, _ = layer.backward({}, cache, gy)
     shares = []
     real = parallel.by_channels
     monkeypatch.setattr("cnnrun.ops.pool.by_channels",
                         lambda work, a: real(lambda c: (shares.append(c), work(c)), a))
-    monkeypatch.setattr(parallel, "num_workers", lambda: 2)
-    monkeypatch.setattr(parallel, "SPLIT_BYTES", 0)
-    y2, cache2 = layer.forward({}, x, ctx)
-    gx2, _ = layer.backward({}, cache2, gy)
-    assert len(shares) == 4  # two channels each, forward and backward
-    assert y2.dtype == gx2.dtype == np.float32
-    np.testing.assert_array_equal(y2, y)
-    np.testing.assert_array_equal(gx2, gx)
-
-
-@pytest.mark.parametrize("type_name,cfg,shape", MAX_POOL)
-def test_split_max_pool_gradients_match_finite_differences(type_name, cfg, shape, split):
-    for r in check_layer(build(type_name, cfg), shape):
-        np.testing.assert_allclose(r.analytic, r.numeric, rtol=1e-6, atol=1e-8,
-                                   err_msg=f"{type_name} gradient of {r.name}")
+    whole, split = _whole_then_split(layer, x, gy, Context(train=True), monkeypatch)
+    assert len(shares) == 2 + 4  # one call each way, then two shares each way
+    for a, b in zip(whole, split):
+        np.testing.assert_array_equal(b, a)
