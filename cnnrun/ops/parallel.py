@@ -6,8 +6,8 @@ im2col copies that feed them run on one core. Splitting the work into bands of
 output rows and giving each core whole bands (copy, then product, while the
 band is still in cache) uses both cores for both halves, the way a threaded
 direct convolution would. NumPy releases the GIL inside copies and BLAS calls, so
-Python threads suffice (np.matmul only for results over 500 elements: ``product``). On CuPy everything runs as one band: the GPU is its
-own parallel machine.
+Python threads suffice (np.matmul only for results over 500 elements: ``product``).
+On CuPy everything runs as one band: the GPU is its own parallel machine.
 
 BLAS and the band workers must not share the cores. After each call,
 OpenBLAS's own threads spin for a while (its THREAD_TIMEOUT) waiting for more

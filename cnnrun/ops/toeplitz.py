@@ -11,7 +11,7 @@ than either, in one large product instead of 16 small ones between transforms,
 and the gradients are two more such products:
   y = T(w) x,   ∂E/∂x = T(w)ᵀ gy,   ∂E/∂T = gy xᵀ, folded back onto the taps.
 VGG-11's 512-map 2×2 convolutions at batch 128 took 31 ms per layer and training
-step on Winograd's path, and take 20 on this one.
+step on Winograd's path, and take 21 on this one.
 
 T(w) is laid out (P, O, Q, C): each block is then a contiguous copy of one tap's
 O × C weights (a copy of 1 MB at 512 maps), and the activations are transposed to
@@ -21,34 +21,41 @@ forward keeps T(w) for the input gradient (16 MB at 512 maps).
 
 from __future__ import annotations
 
+import functools
 import math
 
 from ..backend import get_array_module, is_numpy
 from .parallel import matmul
+from .shapes import conv_out_size
 
 MAX_BYTES = 64 << 20  # larger Toeplitz matrices are not built
 
 
 def _out_hw(in_hw, kernel, stride, pads, dilation):
-    return tuple((n + a + b - d * (k - 1) - 1) // s + 1
-                 for n, k, s, (a, b), d in zip(in_hw, kernel, stride, pads, dilation))
+    return tuple(conv_out_size(n, k, st, pad, d)
+                 for n, k, st, pad, d in zip(in_hw, kernel, stride, pads, dilation))
+
+
+@functools.lru_cache(maxsize=64)
+def _taps(in_hw, kernel, stride, pads, dilation) -> tuple:
+    """((p, q), t) for every output position p that reads input position q, through
+    kernel tap t (positions and taps flat, row-major), from index grids."""
+    import numpy as np  # lazily: ``cnnrun summary`` imports this module, not NumPy
+    (H, W), (KH, KW) = in_hw, kernel
+    OH, OW = _out_hw(in_hw, kernel, stride, pads, dilation)
+    oh, ow, h, w = np.meshgrid(range(OH), range(OW), range(H), range(W), indexing="ij")
+    i, ri = np.divmod(h + pads[0][0] - oh * stride[0], dilation[0])  # (OH, OW, H, W)
+    j, rj = np.divmod(w + pads[1][0] - ow * stride[1], dilation[1])
+    hit = (ri == 0) & (rj == 0) & (0 <= i) & (i < KH) & (0 <= j) & (j < KW)
+    p, q, t = (oh * OW + ow)[hit], (h * W + w)[hit], (i * KW + j)[hit]
+    return tuple(zip(zip(p.tolist(), q.tolist()), t.tolist()))
 
 
 def tap_table(in_hw, kernel, stride, pads, dilation) -> dict:
-    """{(p, q): t}: output position p reads input position q through kernel tap t (all
-    positions and taps flat, row-major); pairs that no tap joins are absent."""
-    (H, W), (KH, KW) = in_hw, kernel
-    OH, OW = _out_hw(in_hw, kernel, stride, pads, dilation)
-    table = {}
-    for oh in range(OH):
-        for ow in range(OW):
-            for h in range(H):
-                for w in range(W):
-                    i, ri = divmod(h + pads[0][0] - oh * stride[0], dilation[0])
-                    j, rj = divmod(w + pads[1][0] - ow * stride[1], dilation[1])
-                    if ri == rj == 0 and 0 <= i < KH and 0 <= j < KW:
-                        table[(oh * OW + ow, h * W + w)] = i * KW + j
-    return table
+    """{(p, q): t}: output position p reads input position q through kernel tap t;
+    pairs that no tap joins are absent."""
+    return dict(_taps(tuple(in_hw), tuple(kernel), tuple(stride),
+                      tuple(map(tuple, pads)), tuple(dilation)))
 
 
 def applies(in_hw, kernel, stride, pads, dilation, groups, in_channels, out_channels,
