@@ -1,5 +1,5 @@
-"""Winograd's F(2×2, 3×3) equals the direct convolution: forward, both gradients, every
-padding and size parity, in bands of tile rows and of images, at any layer.
+"""Winograd's F(4×4, 3×3) equals the direct convolution: forward, both gradients, every
+padding and every size modulo 4, on the workers too, at any layer.
 
 The path is taken only with 64 maps or more, larger than the other tests' layers, so
 here the threshold is lowered (``everywhere``) and the band size forced down.
@@ -17,7 +17,7 @@ from cnnrun.layout import to_engine, to_external
 from oracles import conv2d as conv2d_oracle
 
 PADS = [((1, 1), (1, 1)), ((0, 0), (0, 0)), ((2, 0), (1, 2)), ((2, 2), (2, 2))]
-SIZES = [(6, 6), (7, 5), (3, 4), (1, 1)]  # even, odd, odd by even, a single output
+SIZES = [(8, 8), (7, 5), (3, 6), (1, 1), (4, 9)]  # every size modulo 4, a single output
 CASES = [(size, pads) for size in SIZES for pads in PADS  # those an input can have
          if min(n + 2 - sum(p) for n, p in zip(size, pads)) >= 1]
 
@@ -41,7 +41,7 @@ def _case(size, pads, C=3, O=4, N=3, dtype=np.float64, seed=0):
 def test_forward_equals_the_direct_convolution(size, pads):
     x, w, b = _case(size, pads)
     direct, _ = oc.conv_forward(x, w, b, (1, 1), pads, (1, 1))
-    y = winograd.winograd_conv(x, winograd.transform_kernel(w), b, pads)
+    y = winograd.conv(x, winograd.transform_kernel(w), b, pads)
     assert y.shape == direct.shape == (4, *size, 3) and y.flags.c_contiguous
     np.testing.assert_allclose(y, direct, rtol=1e-12, atol=1e-12)
 
@@ -50,7 +50,7 @@ def test_forward_equals_the_loop_oracle():
     """Against the naive sum of the notes, in NCHW, sharing no code with the engine."""
     pads = ((1, 1), (1, 1))
     x, w, b = _case((5, 6), pads, C=2, O=3, N=2)
-    y = winograd.winograd_conv(x, winograd.transform_kernel(w), b, pads)
+    y = winograd.conv(x, winograd.transform_kernel(w), b, pads)
     want = conv2d_oracle(to_external(x), w, b, padding=pads)
     np.testing.assert_allclose(to_external(y), want, rtol=1e-12, atol=1e-12)
 
@@ -82,43 +82,44 @@ def test_a_padding_above_two_takes_the_input_gradient_from_col2im(everywhere):
                                                     (1, 1), 1), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("band_bytes, bands", [(1, 3), (1 << 30, 2)],
-                         ids=["one-tile-row-bands", "image-bands"])
-def test_bands_equal_one_band(band_bytes, bands, monkeypatch):
-    """Bands of one tile row, or (with all rows in one band and two workers) of images,
-    give the one-band results, forward and ∂E/∂w."""
+def test_products_split_over_the_workers_equal_one_call(monkeypatch):
+    """In a pass that works in bands every product (transforms and the 36 per-position
+    ones) is split over two workers: forward and ∂E/∂w equal the one-call results."""
     pads = ((1, 1), (1, 1))
     x, w, b = _case((6, 5), pads, N=5)
     gy = np.random.default_rng(3).normal(size=(4, 6, 5, 5))
     U = winograd.transform_kernel(w)
-    monkeypatch.setattr(parallel, "num_workers", lambda: 1)
-    one = winograd.winograd_conv(x, U, b, pads), winograd.winograd_grad_kernel(gy, x, pads)
-    assert len(winograd.Tiling(x, pads).bands) == 1
-    monkeypatch.setattr(winograd, "BAND_BYTES", band_bytes)
+    one = winograd.conv(x, U, b, pads), winograd.grad_kernel(gy, x, pads)
     monkeypatch.setattr(parallel, "num_workers", lambda: 2)
-    tiling = winograd.Tiling(x, pads)
-    assert len(tiling.bands) == bands
-    if bands == 2:
-        assert [ns for _, _, ns in tiling.bands] == [slice(0, 3), slice(3, 5)]
-    many = winograd.winograd_conv(x, U, b, pads), winograd.winograd_grad_kernel(gy, x, pads)
-    for a, c in zip(one, many):
-        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(parallel, "MATMUL_SPLIT_MACS", 0)
+    shares = []
+    original = parallel.map_bands
+    monkeypatch.setattr(parallel, "map_bands",
+                        lambda work, bands, *a: shares.append(len(bands)) or
+                        original(work, bands, *a))
+    mode = parallel.ThreadMode()
+    mode.bands = True
+    with parallel.engine_threads(mode):
+        many = winograd.conv(x, U, b, pads), winograd.grad_kernel(gy, x, pads)
+    assert len(shares) == 7 and set(shares) == {2}  # 3 products forward, 4 for ∂E/∂w
+    for a_, c in zip(one, many):
+        np.testing.assert_allclose(c, a_, rtol=1e-12, atol=1e-12)
 
 
 def test_the_kernel_transform_and_its_gradient_are_adjoint():
     rng = np.random.default_rng(4)
-    w, gU = rng.normal(size=(5, 2, 3, 3)), rng.normal(size=(16, 5, 2))
+    w, gU = rng.normal(size=(5, 2, 3, 3)), rng.normal(size=(36, 5, 2))
     U = winograd.transform_kernel(w)
-    assert U.shape == (16, 5, 2)
-    G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
-    np.testing.assert_allclose(U[:, 3, 1].reshape(4, 4), G @ w[3, 1] @ G.T, rtol=1e-14)
+    assert U.shape == (36, 5, 2)
+    G = np.array(winograd._G)
+    np.testing.assert_allclose(U[:, 3, 1].reshape(6, 6), G @ w[3, 1] @ G.T, rtol=1e-13)
     np.testing.assert_allclose((U * gU).sum(), (w * winograd.kernel_gradient(gU)).sum(),
                                rtol=1e-12)
 
 
 def test_float32_stays_float32_and_close_to_float64(everywhere):
     pads = ((1, 1), (1, 1))
-    x, w, b = _case((8, 8), pads, C=8, O=8)
+    x, w, b = _case((8, 8), pads, C=32, O=8)
     y64, _ = oc.conv_forward(x, w, b, (1, 1), pads, (1, 1))
     x32, w32, b32 = (a.astype(np.float32) for a in (x, w, b))
     y, saved = ocg.conv_forward_saving(x32, w32, b32, (1, 1), pads, (1, 1))
@@ -126,6 +127,7 @@ def test_float32_stays_float32_and_close_to_float64(everywhere):
     assert saved.algorithm == "winograd"
     assert {a.dtype for a in (y, gx, gW, gb)} == {np.dtype(np.float32)}
     np.testing.assert_allclose(y, y64, rtol=0, atol=2e-5 * np.abs(y64).max())
+    assert np.abs(y - y64).max() > 1e-9 * np.abs(y64).max()  # it really ran in float32
 
 
 @pytest.mark.parametrize("padding", [1, 0])
@@ -199,8 +201,8 @@ def test_the_r_operator_after_a_winograd_forward(everywhere, monkeypatch):
     still equals finite differences of the (Winograd) gradient."""
     from test_hessian import test_r_operator_equals_finite_differences_of_the_gradient as check
     calls = []
-    original = winograd.winograd_conv
-    monkeypatch.setattr(winograd, "winograd_conv", lambda *a: calls.append(1) or original(*a))
+    original = winograd.conv
+    monkeypatch.setattr(winograd, "conv", lambda *a: calls.append(1) or original(*a))
     check("conv2d", {"out_channels": 3, "kernel_size": 3, "padding": 1}, (2, 5, 6), True)
     assert calls  # the forward and ∂E/∂x went through Winograd
 
@@ -221,5 +223,5 @@ def test_the_kernel_transform_split_over_workers_is_the_same(monkeypatch):
     mode.bands = True
     with parallel.engine_threads(mode):
         split = winograd.transform_kernel(w)
-    assert shares == [2]  # the 20 kernels' columns went to two workers
+    assert shares == [2]  # the 36 transformed positions (rows) went to two workers
     np.testing.assert_array_equal(split, whole)

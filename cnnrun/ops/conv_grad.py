@@ -60,7 +60,7 @@ def conv_forward_saving(x, weight, bias, stride, pads, dilation, groups=1):
         plan = toeplitz.Toeplitz(weight, x.shape[1:3], stride, pads, dilation)
         return plan.forward(x, bias), SavedInput(x, geometry, pads, None, "toeplitz", plan)
     if winograd.applies(kernel, stride, dilation, groups, x.shape[0], weight.shape[0], xp):
-        y = winograd.winograd_conv(x, winograd.transform_kernel(weight), bias, pads)
+        y = winograd.conv(x, winograd.transform_kernel(weight), bias, pads)
         return y, SavedInput(x, geometry, pads, None, "winograd")
     y, patches = conv_forward(x, weight, bias, stride, pads, dilation, groups)
     shared = input_grad_is_conv(kernel, x.shape[1:3], y.shape[1:3], stride, pads, dilation)
@@ -76,7 +76,7 @@ def conv_backward(gy, weight, saved: SavedInput, need_gx, has_bias, need_params=
         gW = s.toeplitz.grad_weight(gy, s.x) if need_params else None
         return (s.toeplitz.grad_input(gy) if need_gx else None), gW, gb
     if s.algorithm == "winograd":
-        gW = winograd.winograd_grad_kernel(gy, s.x, s.pads) if need_params else None
+        gW = winograd.grad_kernel(gy, s.x, s.pads) if need_params else None
         return (_winograd_grad_input(gy, weight, s) if need_gx else None), gW, gb
     if need_gx and need_params and s.algorithm == "gy-columns":
         gx, gW = _grads_from_gy_columns(gy, weight, s.x, s.pads, s.dilation, G)
@@ -93,8 +93,8 @@ def _winograd_grad_input(gy, weight, s: SavedInput):
     pads = adjoint_pads(s.kernel, s.pads, s.dilation)
     if min(min(p) for p in pads) < 0:
         return conv_grad_input(gy, weight, s.in_hw, s.stride, s.pads, s.dilation, s.groups)
-    return winograd.winograd_conv(gy, winograd.transform_kernel(transposed_kernel(weight, 1)),
-                                  None, pads)
+    return winograd.conv(gy, winograd.transform_kernel(transposed_kernel(weight, 1)), None,
+                         pads)
 
 
 def _grads_from_gy_columns(gy, weight, x, pads, dilation, groups):
