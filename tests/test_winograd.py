@@ -225,3 +225,19 @@ def test_the_kernel_transform_split_over_workers_is_the_same(monkeypatch):
         split = winograd.transform_kernel(w)
     assert shares == [2]  # the 36 transformed positions (rows) went to two workers
     np.testing.assert_array_equal(split, whole)
+
+
+def test_chunks_of_images_equal_one_chunk(monkeypatch):
+    """With the chunk size forced down to one image, forward and ∂E/∂w are the one-chunk
+    results (large inputs go image chunk by image chunk)."""
+    pads = ((1, 1), (1, 1))
+    x, w, b = _case((7, 6), pads, N=3)
+    gy = np.random.default_rng(7).normal(size=(4, 7, 6, 3))
+    U = winograd.transform_kernel(w)
+    assert len(winograd.Tiles(x, pads).chunks) == 1
+    one = winograd.conv(x, U, b, pads), winograd.grad_kernel(gy, x, pads)
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    assert winograd.Tiles(x, pads).chunks == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    many = winograd.conv(x, U, b, pads), winograd.grad_kernel(gy, x, pads)
+    for a, c in zip(one, many):
+        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)

@@ -91,10 +91,15 @@ def kernel_gradient(gU):
     return xp.ascontiguousarray(gw.T).reshape(O, C, 3, 3)
 
 
+CHUNK_BYTES = 64 << 20  # transformed input per chunk of images, about
+
+
 class Tiles:
     """The 4×4 output tiles of x (C, H, W, N) under a 3×3 kernel with ``pads``; the input
     is padded further where the output is not a multiple of 4 (outputs cropped, output
-    gradients padded with zeros)."""
+    gradients padded with zeros). Images go in chunks whose transformed input is about
+    CHUNK_BYTES (all of them for CIFAR's VGG-11 and ResNet-20 at batch 128: a 224×224
+    VGG-16 layer would otherwise transform 0.9 GB at batch 32)."""
 
     def __init__(self, x, pads):
         (pt, pb), (pl, pr) = pads
@@ -103,31 +108,39 @@ class Tiles:
         self.grid = TH, TW = -(-OH // 4), -(-OW // 4)
         self.xp = get_array_module(x)
         self.xpad = pad_spatial(x, ((pt, pb + 4 * TH - OH), (pl, pr + 4 * TW - OW)))
+        per_image = 36 * C * TH * TW * x.dtype.itemsize
+        step = max(1, CHUNK_BYTES // per_image)
+        self.chunks = [slice(n, min(n + step, N)) for n in range(0, N, step)]
 
-    def transformed_input(self):
-        """V = (Bᵀ⊗Bᵀ) d: (36, C, TH·TW·N)."""
-        C, _, _, N = self.xpad.shape
-        (TH, TW), (sC, sH, sW, sN) = self.grid, self.xpad.strides
-        view = strided_view(self.xpad, (6, 6, C, TH, TW, N),
+    def transformed_input(self, ns):
+        """V = (Bᵀ⊗Bᵀ) d for images ns: (36, C, TH·TW·n)."""
+        xpad = self.xpad[..., ns]
+        C, _, _, n = xpad.shape
+        (TH, TW), (sC, sH, sW, sN) = self.grid, xpad.strides
+        view = strided_view(xpad, (6, 6, C, TH, TW, n),
                             (sH, sW, sC, 4 * sH, 4 * sW, sN))  # d[a, b, c, th, tw, n]
-        d = self.xp.ascontiguousarray(view).reshape(36, -1)  # (36, C·TH·TW·N): one copy
+        d = self.xp.ascontiguousarray(view).reshape(36, -1)  # (36, C·TH·TW·n): one copy
         return matmul(_matrix(self.xp, "B", d.dtype), d).reshape(36, C, -1)
 
-    def scatter(self, Y, O):
-        """(16, O, TH·TW·N) outputs by tile position → y (O, OH, OW, N)."""
-        (TH, TW), N = self.grid, self.xpad.shape[3]
-        y = Y.reshape(4, 4, O, TH, TW, N).transpose(2, 3, 0, 4, 1, 5)  # (O, TH, 4, TW, 4, N)
-        y = self.xp.ascontiguousarray(y).reshape(O, 4 * TH, 4 * TW, N)
-        OH, OW = self.out_hw
-        return y if (OH, OW) == (4 * TH, 4 * TW) else self.xp.ascontiguousarray(y[:, :OH, :OW])
+    def scatter(self, Y, O, n):
+        """(16, O, TH·TW·n) outputs by tile position → (O, 4·TH, 4·TW, n)."""
+        TH, TW = self.grid
+        y = Y.reshape(4, 4, O, TH, TW, n).transpose(2, 3, 0, 4, 1, 5)  # (O, TH, 4, TW, 4, n)
+        return self.xp.ascontiguousarray(y).reshape(O, 4 * TH, 4 * TW, n)
 
-    def gather(self, gy):
-        """The adjoint of scatter: gy (O, OH, OW, N) → (16, O·TH·TW·N)."""
+    def crop(self, y):
+        OH, OW = self.out_hw
+        return y if y.shape[1:3] == (OH, OW) else self.xp.ascontiguousarray(y[:, :OH, :OW])
+
+    def gather(self, gy, ns):
+        """The adjoint of scatter and crop, for images ns: gy (O, OH, OW, N) →
+        (16, O·TH·TW·n)."""
         (TH, TW), (OH, OW) = self.grid, self.out_hw
+        gy = gy[..., ns]
         if (OH, OW) != (4 * TH, 4 * TW):
             gy = pad_spatial(gy, ((0, 4 * TH - OH), (0, 4 * TW - OW)))
-        O, _, _, N = gy.shape
-        g = gy.reshape(O, TH, 4, TW, 4, N).transpose(2, 4, 0, 1, 3, 5)  # (4, 4, O, TH, TW, N)
+        O, _, _, n = gy.shape
+        g = gy.reshape(O, TH, 4, TW, 4, n).transpose(2, 4, 0, 1, 3, 5)  # (4, 4, O, TH, TW, n)
         return self.xp.ascontiguousarray(g).reshape(16, -1)
 
 
@@ -135,9 +148,12 @@ def conv(x, U, bias, pads):
     """y = w ⋆ x (+ b) at stride 1, from U = transform_kernel(w): (O, OH, OW, N)."""
     tiles = Tiles(x, pads)
     xp, O = tiles.xp, U.shape[1]
-    M = matmul(U, tiles.transformed_input())  # (36, O, tiles): the 36 products
-    Y = matmul(_matrix(xp, "A", M.dtype), M.reshape(36, -1))  # (16, O·tiles)
-    y = tiles.scatter(Y, O)
+    parts = []
+    for ns in tiles.chunks:
+        M = matmul(U, tiles.transformed_input(ns))  # (36, O, tiles): the 36 products
+        Y = matmul(_matrix(xp, "A", M.dtype), M.reshape(36, -1))  # (16, O·tiles)
+        parts.append(tiles.scatter(Y, O, ns.stop - ns.start))
+    y = tiles.crop(parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=3))
     if bias is not None:
         y += bias.reshape(O, 1, 1, 1)
     return y
@@ -147,6 +163,9 @@ def grad_kernel(gy, x, pads):
     """∂E/∂w of conv, (O, C, 3, 3): (G⊗G)ᵀ Σ_tiles [(Aᵀ⊗Aᵀ)ᵀ gy] · Vᵀ."""
     tiles = Tiles(x, pads)
     xp, O = tiles.xp, gy.shape[0]
-    gM = matmul(_matrix(xp, "A", gy.dtype).T, tiles.gather(gy)).reshape(36, O, -1)
-    V = tiles.transformed_input()  # (36, C, tiles)
-    return kernel_gradient(matmul(gM, V.swapaxes(1, 2)))  # (36, O, C) summed over tiles
+    gU = None
+    for ns in tiles.chunks:
+        gM = matmul(_matrix(xp, "A", gy.dtype).T, tiles.gather(gy, ns)).reshape(36, O, -1)
+        part = matmul(gM, tiles.transformed_input(ns).swapaxes(1, 2))  # (36, O, C)
+        gU = part if gU is None else gU + part
+    return kernel_gradient(gU)
