@@ -254,24 +254,15 @@ def test_a_pass_learns_its_thread_mode_and_gives_blas_its_threads_back(banded):
     (5, 9, [slice(0, 5), slice(5, 9)]),  # more columns: the columns are shared
     (9, 5, [slice(0, 5), slice(5, 9)]),  # more rows: the rows are
 ])
-def test_split_matmul_equals_numpy(rows, cols, split, monkeypatch):
-    monkeypatch.setattr(parallel, "num_workers", lambda: 2)
-    monkeypatch.setattr(parallel, "MATMUL_SPLIT_MACS", 1)
+def test_split_matmul_equals_numpy(rows, cols, split, banded_pass):
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, rows, 7)), rng.normal(size=(2, 7, cols))
-    shares = []
-    real_map = parallel.map_bands
-    monkeypatch.setattr(parallel, "map_bands",
-                        lambda work, bands, *rest: shares.append(bands) or
-                        real_map(work, bands, *rest))
-    mode = parallel.ThreadMode()
-    mode.bands = True
-    with parallel.engine_threads(mode):
+    with banded_pass:
         product = parallel.matmul(a, b)
     np.testing.assert_allclose(product, a @ b, rtol=1e-13)
-    assert shares == [split]  # really shared by two workers
+    assert banded_pass.shares == [split]  # really shared by two workers
     parallel.matmul(a, b)  # outside a pass: one plain product, nothing split
-    assert len(shares) == 1
+    assert len(banded_pass.shares) == 1
 
 
 @pytest.mark.parametrize("kernel,padding,stride,kept", [

@@ -13,7 +13,7 @@ from cnnrun.layers.conv import Conv2d
 from cnnrun.layout import to_external
 from cnnrun.ops import conv as oc
 from cnnrun.ops import conv_grad as ocg
-from cnnrun.ops import parallel, toeplitz
+from cnnrun.ops import toeplitz
 from oracles import conv2d as conv2d_oracle
 
 GEOMETRIES = [  # in_hw, kernel, stride, pads, dilation
@@ -80,7 +80,7 @@ def test_forward_equals_the_loop_oracle():
     np.testing.assert_allclose(to_external(y), want, rtol=1e-12, atol=1e-12)
 
 
-def test_products_split_over_the_workers_equal_one_call(monkeypatch):
+def test_products_split_over_the_workers_equal_one_call(banded_pass):
     """In a pass that works in bands the three products are split over two workers
     (parallel.matmul): the results are the one-call ones."""
     pads = ((1, 1), (1, 1))
@@ -88,17 +88,9 @@ def test_products_split_over_the_workers_equal_one_call(monkeypatch):
     gy = np.random.default_rng(2).normal(size=(8, 2, 2, 6))
     plan = toeplitz.Toeplitz(w, (2, 2), (1, 1), pads, (1, 1))
     one = plan.forward(x, b), plan.grad_input(gy), plan.grad_weight(gy, x)
-    monkeypatch.setattr(parallel, "num_workers", lambda: 2)
-    monkeypatch.setattr(parallel, "MATMUL_SPLIT_MACS", 0)
-    mode = parallel.ThreadMode()
-    mode.bands = True
-    shares = []
-    real = parallel.map_bands
-    monkeypatch.setattr(parallel, "map_bands",
-                        lambda work, bands, *a: shares.append(len(bands)) or real(work, bands, *a))
-    with parallel.engine_threads(mode):
+    with banded_pass:
         many = plan.forward(x, b), plan.grad_input(gy), plan.grad_weight(gy, x)
-    assert shares == [2, 2, 2]
+    assert [len(bands) for bands in banded_pass.shares] == [2, 2, 2]
     for a, c in zip(one, many):
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
 

@@ -12,7 +12,7 @@ from cnnrun.gradcheck import check_layer
 from cnnrun.layers.conv import Conv2d
 from cnnrun.ops import conv as oc
 from cnnrun.ops import conv_grad as ocg
-from cnnrun.ops import parallel, toeplitz, winograd
+from cnnrun.ops import toeplitz, winograd
 from cnnrun.layout import to_engine, to_external
 from oracles import conv2d as conv2d_oracle
 
@@ -82,7 +82,7 @@ def test_a_padding_above_two_takes_the_input_gradient_from_col2im(everywhere):
                                                     (1, 1), 1), rtol=1e-12, atol=1e-12)
 
 
-def test_products_split_over_the_workers_equal_one_call(monkeypatch):
+def test_products_split_over_the_workers_equal_one_call(banded_pass):
     """In a pass that works in bands every product (transforms and the 36 per-position
     ones) is split over two workers: forward and ∂E/∂w equal the one-call results."""
     pads = ((1, 1), (1, 1))
@@ -90,18 +90,10 @@ def test_products_split_over_the_workers_equal_one_call(monkeypatch):
     gy = np.random.default_rng(3).normal(size=(4, 6, 5, 5))
     U = winograd.transform_kernel(w)
     one = winograd.conv(x, U, b, pads), winograd.grad_kernel(gy, x, pads)
-    monkeypatch.setattr(parallel, "num_workers", lambda: 2)
-    monkeypatch.setattr(parallel, "MATMUL_SPLIT_MACS", 0)
-    shares = []
-    original = parallel.map_bands
-    monkeypatch.setattr(parallel, "map_bands",
-                        lambda work, bands, *a: shares.append(len(bands)) or
-                        original(work, bands, *a))
-    mode = parallel.ThreadMode()
-    mode.bands = True
-    with parallel.engine_threads(mode):
+    with banded_pass:
         many = winograd.conv(x, U, b, pads), winograd.grad_kernel(gy, x, pads)
-    assert len(shares) == 7 and set(shares) == {2}  # 3 products forward, 4 for ∂E/∂w
+    # 3 products forward, 4 for ∂E/∂w, each in two shares
+    assert [len(bands) for bands in banded_pass.shares] == [2] * 7
     for a_, c in zip(one, many):
         np.testing.assert_allclose(c, a_, rtol=1e-12, atol=1e-12)
 
@@ -207,23 +199,15 @@ def test_the_r_operator_after_a_winograd_forward(everywhere, monkeypatch):
     assert calls  # the forward and ∂E/∂x went through Winograd
 
 
-def test_the_kernel_transform_split_over_workers_is_the_same(monkeypatch):
+def test_the_kernel_transform_split_over_workers_is_the_same(banded_pass):
     """In a pass that works in bands a large kernel transform is split over the workers
     (``parallel.matmul``); forced here on a small kernel, it gives the one-call result."""
     w = np.random.default_rng(6).normal(size=(5, 4, 3, 3))
     whole = winograd.transform_kernel(w)
-    monkeypatch.setattr(parallel, "MATMUL_SPLIT_MACS", 0)
-    monkeypatch.setattr(parallel, "num_workers", lambda: 2)
-    shares = []
-    original = parallel.map_bands
-    monkeypatch.setattr(parallel, "map_bands",
-                        lambda work, bands, *a: shares.append(len(bands)) or
-                        original(work, bands, *a))
-    mode = parallel.ThreadMode()
-    mode.bands = True
-    with parallel.engine_threads(mode):
+    with banded_pass:
         split = winograd.transform_kernel(w)
-    assert shares == [2]  # the 36 transformed positions (rows) went to two workers
+    # the 36 transformed positions (rows) went to two workers
+    assert [len(bands) for bands in banded_pass.shares] == [2]
     np.testing.assert_array_equal(split, whole)
 
 
