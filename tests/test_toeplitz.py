@@ -136,3 +136,16 @@ def test_not_on_a_gpu():
         __name__ = "cupy"
     assert not toeplitz.applies((2, 2), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1, 8, 8,
                                 4, FakeCupy())
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_the_r_operator_after_a_toeplitz_forward(train, monkeypatch):
+    """The Hessian-vector product through a layer on the Toeplitz path equals finite
+    differences of its gradient."""
+    from test_hessian import test_r_operator_equals_finite_differences_of_the_gradient as check
+    calls = []
+    original = toeplitz.Toeplitz.forward
+    monkeypatch.setattr(toeplitz.Toeplitz, "forward",
+                        lambda self, *a: calls.append(1) or original(self, *a))
+    check("conv2d", {"out_channels": 3, "kernel_size": 3, "padding": 1}, (2, 2, 2), train)
+    assert calls  # the forward went through the Toeplitz product
