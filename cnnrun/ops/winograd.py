@@ -45,6 +45,7 @@ from .parallel import matmul
 from .spatial import pad_spatial, strided_view
 
 WINOGRAD_MIN_CHANNELS = 64
+CHUNK_BYTES = 64 << 20  # transformed input per chunk of images, about
 
 
 def applies(kernel, stride, dilation, groups, in_channels, out_channels, xp=None) -> bool:
@@ -72,8 +73,8 @@ def _kron(name, dtype):
 
 
 def _matrix(xp, name, dtype):
-    m = _kron(name, dtype)
-    return m if xp.__name__ == "numpy" else xp.asarray(m)
+    m = _kron(name, dtype)  # shared and cached: never written to
+    return m if is_numpy(xp) else xp.asarray(m)
 
 
 def transform_kernel(w):
@@ -89,9 +90,6 @@ def kernel_gradient(gU):
     _, O, C = gU.shape
     gw = matmul(_matrix(xp, "G", gU.dtype).T, gU.reshape(36, O * C))  # (9, O·C)
     return xp.ascontiguousarray(gw.T).reshape(O, C, 3, 3)
-
-
-CHUNK_BYTES = 64 << 20  # transformed input per chunk of images, about
 
 
 class Tiles:
