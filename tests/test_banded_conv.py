@@ -291,3 +291,26 @@ def test_summary_counts_what_a_convolution_keeps(kernel, padding, stride, kept):
     assert arrays[0].size == (2 * 8 * 8 * 5 if kept == 0 else kept * 5)
     row = summarize(model, TrainConfig(batch_size=5))["layers"][1]
     assert row["kept_elements"] == math.prod(model.root.layers[1].output_shape((2, 8, 8))) + kept
+
+
+CONVS = [pytest.param(*e.values, None, id=e.id) for e in EXAMPLES
+         if e.values[0] in ("conv2d", "conv1d")] + [
+    pytest.param("conv2d", {"out_channels": 8, "kernel_size": 3, "padding": 1}, (4, 2, 2),
+                 "toeplitz", id="toeplitz"),
+    pytest.param("conv2d", {"out_channels": 64, "kernel_size": 3, "padding": 1}, (64, 6, 6),
+                 "winograd", id="winograd"),
+    pytest.param("conv2d", {"out_channels": 2, "kernel_size": 5}, (3, 9, 9), "patches",
+                 id="valid-5x5"),
+]
+
+
+@pytest.mark.parametrize("type_name,cfg,shape,path", CONVS)
+def test_the_memory_estimate_follows_the_path_the_forward_takes(type_name, cfg, shape, path):
+    """kept_elements reads the forward's own rule (conv_grad.algorithm): nothing beyond
+    x is counted exactly where the forward keeps no padded input."""
+    layer = build(type_name, cfg)
+    rng = np.random.default_rng(0)
+    state = {k: v.astype(np.float32) for k, v in layer.init_state(shape, rng).items()}
+    _, saved = layer.forward(state, rng.normal(size=(*shape, 2)).astype(np.float32), None)
+    assert saved.algorithm == (path or saved.algorithm)
+    assert (layer.kept_elements(shape) == 0) is (saved.algorithm != "patches")

@@ -7,9 +7,7 @@ from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from ..backend import get_array_module
 from ..ops.conv import apply_weight, conv_forward, conv_grad_weight
-from ..ops import toeplitz, winograd
-from ..ops.conv_grad import (conv_backward, conv_forward_saving, conv_grad_input,
-                             input_grad_is_conv)
+from ..ops.conv_grad import algorithm, conv_backward, conv_forward_saving, conv_grad_input
 from ..ops.shapes import conv_out_size, same_padding
 from ..registry import LAYERS
 from .base import ParamLayer, ShapeError
@@ -130,17 +128,14 @@ class ConvNd(ParamLayer):
 
     def kept_elements(self, in_shape):
         """The padded input, whose columns give ∂E/∂W; nothing where both gradients come
-        from gy's columns, Winograd's tiles or a Toeplitz product (``ops.conv_grad``): x
-        itself is kept, the previous output. (A Toeplitz product also keeps its matrix,
-        which is the weights' size, not the batch's.)"""
+        from gy's columns, Winograd's tiles or a Toeplitz product (``ops.conv_grad``'s
+        ``algorithm``, the forward's own rule, for float32): x itself is kept, the previous
+        output. (A Toeplitz product also keeps its matrix, which is the weights' size, not
+        the batch's.)"""
         (C, *in_hw), pads = in_shape, self.pads()
-        kernel, strides, dilations = self.kernel(), self.strides(), self.dilations()
-        if toeplitz.applies(in_hw, kernel, strides, pads, dilations, self.groups, C,
-                            self.out_channels, itemsize=4):  # float32's matrix size
-            return 0
-        if input_grad_is_conv(kernel, in_hw, self.output_shape(in_shape)[1:],
-                              strides, pads, dilations) or \
-                winograd.applies(kernel, strides, dilations, self.groups, C, self.out_channels):
+        path = algorithm(in_hw, self.kernel(), self.strides(), pads, self.dilations(),
+                         self.groups, C, self.out_channels, itemsize=4)
+        if path != "patches":
             return 0
         return C * math.prod(n + a + b for n, (a, b) in zip(in_hw, pads))
 

@@ -23,6 +23,7 @@ from .conv import (Patches, _band_rows, _grouped, _output_rows, conv_forward,
                    conv_grad_weight, shifted_columns, weight_times_shifts, whole_columns)
 from .parallel import map_bands, matmul, product
 from .rows import channel_sums
+from .shapes import conv_out_size
 from .spatial import crop_spatial, pad_spatial, tap_slices
 
 
@@ -50,21 +51,36 @@ class SavedInput:
         return self._patches
 
 
+def algorithm(in_hw, kernel, stride, pads, dilation, groups, in_channels, out_channels,
+              itemsize, xp=None) -> str:
+    """The path a convolution takes, the one rule conv_forward_saving runs and a layer's
+    memory estimate reads (any number of spatial axes): "toeplitz", "winograd",
+    "gy-columns" (both gradients from gy's columns) or "patches"."""
+    if toeplitz.applies(in_hw, kernel, stride, pads, dilation, groups, in_channels,
+                        out_channels, itemsize, xp):
+        return "toeplitz"
+    if winograd.applies(kernel, stride, dilation, groups, in_channels, out_channels, xp):
+        return "winograd"
+    out_hw = [conv_out_size(n, k, st, pad, d)
+              for n, k, st, pad, d in zip(in_hw, kernel, stride, pads, dilation)]
+    return "gy-columns" if input_grad_is_conv(kernel, in_hw, out_hw, stride, pads, dilation) \
+        else "patches"
+
+
 def conv_forward_saving(x, weight, bias, stride, pads, dilation, groups=1):
     """conv_forward, and the SavedInput its backward (``conv_backward``) reads."""
     kernel = weight.shape[2:]
     geometry = (kernel, stride, dilation, groups)
-    xp = get_array_module(x)
-    if toeplitz.applies(x.shape[1:3], kernel, stride, pads, dilation, groups, x.shape[0],
-                        weight.shape[0], x.dtype.itemsize, xp):
+    path = algorithm(x.shape[1:3], kernel, stride, pads, dilation, groups, x.shape[0],
+                     weight.shape[0], x.dtype.itemsize, get_array_module(x))
+    if path == "toeplitz":
         plan = toeplitz.Toeplitz(weight, x.shape[1:3], stride, pads, dilation)
-        return plan.forward(x, bias), SavedInput(x, geometry, pads, None, "toeplitz", plan)
-    if winograd.applies(kernel, stride, dilation, groups, x.shape[0], weight.shape[0], xp):
+        return plan.forward(x, bias), SavedInput(x, geometry, pads, None, path, plan)
+    if path == "winograd":
         y = winograd.conv(x, winograd.transform_kernel(weight), bias, pads)
-        return y, SavedInput(x, geometry, pads, None, "winograd")
+        return y, SavedInput(x, geometry, pads, None, path)
     y, patches = conv_forward(x, weight, bias, stride, pads, dilation, groups)
-    shared = input_grad_is_conv(kernel, x.shape[1:3], y.shape[1:3], stride, pads, dilation)
-    return y, SavedInput(x, geometry, pads, patches, "gy-columns" if shared else "patches")
+    return y, SavedInput(x, geometry, pads, patches, path)
 
 
 def conv_backward(gy, weight, saved: SavedInput, need_gx, has_bias, need_params=True):
@@ -73,8 +89,7 @@ def conv_backward(gy, weight, saved: SavedInput, need_gx, has_bias, need_params=
     s, G = saved, saved.groups
     gb = channel_sums(gy) if (need_params and has_bias) else None
     if s.algorithm == "toeplitz":
-        gW = s.toeplitz.grad_weight(gy, s.x) if need_params else None
-        return (s.toeplitz.grad_input(gy) if need_gx else None), gW, gb
+        return (*s.toeplitz.backward(gy, s.x, need_gx, need_params), gb)
     if s.algorithm == "winograd":
         gW = winograd.grad_kernel(gy, s.x, s.pads) if need_params else None
         return (_winograd_grad_input(gy, weight, s) if need_gx else None), gW, gb

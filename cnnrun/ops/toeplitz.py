@@ -110,15 +110,19 @@ class Toeplitz:
             y += bias.reshape(O, 1, 1, 1)
         return y
 
-    def grad_input(self, gy):
-        """∂E/∂x = T(w)ᵀ gy: (C, H, W, N)."""
-        gx = matmul(self.matrix.T, self._positions_first(gy))  # (Q·C, N)
-        return self._maps_first(gx, self.weight_shape[1], self.in_hw)
+    def backward(self, gy, x, need_gx=True, need_params=True):
+        """(∂E/∂x, ∂E/∂w), either None where not needed: ∂E/∂x = T(w)ᵀ gy (C, H, W, N) and
+        ∂E/∂T = gy xᵀ (P·O × Q·C) with each block added onto the tap it came from. gy is
+        put in position-major order once, for both."""
+        gq = self._positions_first(gy)  # (P·O, N)
+        gx = self._maps_first(matmul(self.matrix.T, gq), self.weight_shape[1], self.in_hw) \
+            if need_gx else None
+        gW = self._fold(matmul(gq, self._positions_first(x).T)) if need_params else None
+        return gx, gW
 
-    def grad_weight(self, gy, x):
-        """∂E/∂w: ∂E/∂T = gy xᵀ (P·O × Q·C), each block added onto the tap it came from."""
+    def _fold(self, gT):
+        """∂E/∂T (P·O × Q·C) → ∂E/∂w (O, C, KH, KW): the blocks summed per tap."""
         xp, (O, C, KH, KW) = self.xp, self.weight_shape
-        gT = matmul(self._positions_first(gy), self._positions_first(x).T)
         gT = gT.reshape(self.P, O, self.Q, C)
         g_taps = xp.empty((KH * KW, O, C), dtype=gT.dtype)
         blocks = {}  # tap → the (p, q) blocks it appears in
