@@ -39,7 +39,9 @@ CASES = [("lenet5", 64), ("lenet5", 256), ("vgg11-cifar10", 128), ("resnet20-cif
 
 
 def make_step(engine: str, config: str, batch: int, mode: str):
-    """One training step or inference pass of the network, in this process."""
+    """One training step or inference pass of the network, in this process (cnnrun's
+    cut over processes as ``cnnrun train`` cuts it), and a function giving the peak
+    resident memory of the processes it started (0 for none)."""
     import numpy as np
 
     from cnnrun.allocator import keep_freed_memory
@@ -66,11 +68,13 @@ def make_step(engine: str, config: str, batch: int, mode: str):
                 net.eval()
                 with torch.inference_mode():
                     net(xt)
+        return step, lambda: 0.0
     else:
         from cnnrun.config.schema import SGD
         from cnnrun.layout import to_engine
         from cnnrun.optim import build_optimizer
         keep_freed_memory()
+        model.use_processes(cfg.train.processes)  # as cnnrun train would
         flat = flatten(state)
         opt = build_optimizer(SGD(lr=0.01, momentum=0.9), sorted(model.trainable_names()))
         loss = cfg.train.loss
@@ -83,7 +87,7 @@ def make_step(engine: str, config: str, batch: int, mode: str):
                 _, g = loss.value_and_grad(out, y)
                 _, grads = model.backward(state, cache, g)
                 opt.step(flat, flatten(grads), 0.01)
-    return step
+        return step, model.worker_peak_rss_mb
 
 
 def serve(engine: str, config: str, batch: int, mode: str) -> None:
@@ -91,7 +95,7 @@ def serve(engine: str, config: str, batch: int, mode: str) -> None:
     one JSON line each: ``warm``, ``run SECONDS`` (steps and seconds taken), ``quit``
     (peak resident memory)."""
     from cnnrun.bench import peak_rss_mb
-    step = make_step(engine, config, batch, mode)
+    step, workers_rss_mb = make_step(engine, config, batch, mode)
     _reply({})
     for line in sys.stdin:
         command, *args = line.split()
@@ -105,7 +109,7 @@ def serve(engine: str, config: str, batch: int, mode: str) -> None:
             n, seconds = _repeat(step, 1, float(args[0]))
             _reply({"steps": n, "seconds": seconds})
         else:
-            _reply({"peak_rss_mb": peak_rss_mb()})
+            _reply({"peak_rss_mb": peak_rss_mb() + workers_rss_mb()})  # all its processes
             return
 
 

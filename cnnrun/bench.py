@@ -15,8 +15,10 @@ from .layers import Context
 from .layers.containers import run_order
 from .layout import to_engine
 from .model import Model, flatten
+from .ops.parallel import solo
 from .optim import build_optimizer
 from .profile import LeafProfile
+from .replicas import shares
 
 
 def peak_rss_mb() -> float:
@@ -52,20 +54,28 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1,
     children = run_order(model.root.children())  # as Sequential runs them
     fwd = np.zeros(len(children))
     bwd = np.zeros(len(children))
+    # Cut over processes (replicas.py), the layers are timed on this process's share, alone
+    # on its core as it runs in training; the totals are then whole steps of the model.
+    processes = model.use_processes(t.processes, xp)
+    share = shares(batch, processes)[0][1]
+    layer_x, layer_labels = xp.ascontiguousarray(x[..., :share]), labels[:share]
+
+    def threads():  # the thread mode of Model.forward (ops/parallel.py), or one share's
+        return model.threads(batch) if processes == 1 else solo()
 
     def train_step(record: bool):
         ctx = Context(train=True, rng=random_generator(xp, 0))
-        h, caches = x, []
-        with model.threads(batch):  # the thread mode of Model.forward (ops/parallel.py)
+        h, caches = layer_x, []
+        with threads():
             for i, (name, child) in enumerate(children):
                 t0 = time.perf_counter()
                 h, cache = child.forward(state.get(name, {}), h, ctx)
                 _sync(xp)
                 fwd[i] += record * (time.perf_counter() - t0)
                 caches.append(cache)
-        _, g = t.loss.value_and_grad(h, labels)
+        _, g = t.loss.value_and_grad(h, layer_labels)
         grads, first = {}, next((i for i, (_, c) in enumerate(children) if c.has_trainable()), 0)
-        with model.threads(batch):
+        with threads():
             for i in range(len(children) - 1, first - 1, -1):
                 name, child = children[i]
                 t0 = time.perf_counter()
@@ -76,24 +86,22 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1,
                     grads[name] = gp
         opt.step(flat, flatten(grads), t.optimizer.lr)
 
-    for _ in range(warmup):
-        train_step(False)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        train_step(True)
-    _sync(xp)
-    train_s = (time.perf_counter() - t0) / steps
+    def model_step(record: bool):  # a whole step across the processes
+        out, cache = model.forward(state, x, train=True, rng=random_generator(xp, 0))
+        _, g = t.loss.value_and_grad(out, labels)
+        opt.step(flat, flatten(model.backward(state, cache, g)[1]), t.optimizer.lr)
 
-    def infer():
-        y, _ = model.forward(state, x, train=False)
-        return y
-    for _ in range(warmup):
-        infer()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        infer()
-    _sync(xp)
-    infer_s = (time.perf_counter() - t0) / steps
+    def infer(_record):
+        model.forward(state, x, train=False)
+
+    try:
+        train_s = _time_steps(train_step, warmup, steps, xp)
+        if processes > 1:
+            train_s = _time_steps(model_step, warmup, steps, xp)
+        infer_s = _time_steps(infer, warmup, steps, xp)
+        peak = peak_rss_mb() + model.worker_peak_rss_mb()  # every process of the run
+    finally:
+        model.close()
 
     macs = model.macs()
     rows = [{"name": name, "type": child.type, "forward_ms": 1e3 * fwd[i] / steps,
@@ -101,12 +109,13 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1,
              "share": (fwd[i] + bwd[i]) / max(fwd.sum() + bwd.sum(), 1e-12)}
             for i, (name, child) in enumerate(children)]
     result = {"config": cfg.name, "batch_size": batch, "steps": steps, "dtype": t.dtype,
-              "backend": t.backend, "train_step_ms": 1e3 * train_s, "infer_ms": 1e3 * infer_s,
+              "backend": t.backend, "processes": processes, "layer_batch": share,
+              "train_step_ms": 1e3 * train_s, "infer_ms": 1e3 * infer_s,
               "train_images_per_s": batch / train_s, "infer_images_per_s": batch / infer_s,
               # a training step is about 3× the forward MACs (forward, input and weight gradients)
               "train_gflops": 2 * 3 * macs * batch / train_s / 1e9,
               "infer_gflops": 2 * macs * batch / infer_s / 1e9,
-              "peak_rss_mb": peak_rss_mb(),
+              "peak_rss_mb": peak,
               "blas": blas_info() if xp is np else None,  # the host's BLAS, where it multiplies
               "layers": rows}
     if profile:  # separate steps, so the per-leaf timers cannot touch the numbers above
@@ -115,3 +124,14 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1,
                 train_step(False)
         result["profile"] = prof.rows(steps)
     return result
+
+
+def _time_steps(step, warmup, steps, xp) -> float:
+    """Seconds per step(True) after ``warmup`` of step(False)."""
+    for _ in range(warmup):
+        step(False)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step(True)
+    _sync(xp)
+    return (time.perf_counter() - t0) / steps

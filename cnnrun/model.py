@@ -52,6 +52,7 @@ class Model:
         self.output_shape = self.root.output_shape(self.input_shape)
         self._trainable_names = None
         self._thread_modes: dict[int, ThreadMode] = {}  # per batch size
+        self._replicas = None  # worker processes, once use_processes starts them
 
     # ---- rules --------------------------------------------------------------
     def param_shapes(self) -> dict:
@@ -102,12 +103,37 @@ class Model:
         return engine_threads(self._thread_modes.setdefault(batch, ThreadMode()))
 
     def forward(self, state, x, train=False, rng=None):
+        if self._replicas is not None and self._replicas.takes(x, train):
+            return self._replicas.forward(state, x, train)
         with self.threads(x.shape[-1]):
             return self.root.forward(state, x, Context(train=train, rng=rng))
 
     def backward(self, state, cache, gy, need_gx=False):
+        if self._replicas is not None and self._replicas.owns(cache):
+            return self._replicas.backward(state, cache, gy, need_gx)
         with self.threads(gy.shape[-1]):
             return self.root.backward(state, cache, gy, need_gx)
+
+    # ---- processes (replicas.py) ------------------------------------------------
+    def use_processes(self, setting="auto", xp=None) -> int:
+        """Cut later passes' batches over processes as ``train.processes = setting`` says
+        (see replicas.py); the number of processes. ``close`` stops the workers."""
+        from .replicas import Replicas, processes_for
+        import numpy as np  # lazily: see backend.py
+        self.close()
+        k = processes_for(self, setting, np if xp is None else xp)
+        if k > 1:
+            self._replicas = Replicas(self, k, forced=setting != "auto")
+        return k
+
+    def worker_peak_rss_mb(self) -> float:
+        """The worker processes' peak resident memory, added up (0 without workers)."""
+        return self._replicas.peak_rss_mb() if self._replicas is not None else 0.0
+
+    def close(self) -> None:
+        if self._replicas is not None:
+            self._replicas.close()
+            self._replicas = None
 
     def hvp(self, state, x, labels, loss_fn, v: dict, gauss_newton: bool = False, rng=None,
             train: bool = True) -> dict:

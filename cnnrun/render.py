@@ -138,8 +138,11 @@ def hessian_table(r: dict, console: Console) -> None:
 
 
 def bench_tables(r: dict, console: Console) -> None:
+    k = r.get("processes", 1)
+    cut = (f", cut over {k} processes (layers: one process's {r['layer_batch']} samples)"
+           if k > 1 else "")
     t = Table(title=f"{r['config']}: batch {r['batch_size']}, {r['steps']} steps, {r['dtype']}, "
-                    f"{r['backend']}")
+                    f"{r['backend']}{cut}")
     for col in ("layer", "type", "forward ms", "backward ms", "share"):
         t.add_column(col, justify="left" if col in ("layer", "type") else "right")
     for row in r["layers"]:

@@ -223,6 +223,9 @@ class TrainConfig(Strict):
     seed: int = 0
     dtype: Literal["float32", "float64"] = "float32"
     backend: Literal["numpy", "cupy", "auto"] = "numpy"
+    processes: Union[Literal["auto"], PositiveInt] = Field(
+        "auto", description="processes each batch is cut over (CPU): 'auto' uses every core "
+                            "for networks without batch norm or dropout")
     monitor: Literal["val_loss", "val_accuracy", "train_loss"] = "val_accuracy"
     lr_mult: dict[str, PositiveFloat] = Field({}, description="name pattern → learning-rate factor")
     no_decay: list[str] = Field([], description="'bias', 'norm' or name patterns without decay")

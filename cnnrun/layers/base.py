@@ -168,6 +168,13 @@ class Layer(BaseModel):
         raise NotImplementedError(f"{self.type} has no R-operator (Hessian-vector products) yet")
 
     # ---- helpers ----------------------------------------------------------
+    def separable(self, train: bool) -> bool:
+        """Whether, in this mode, each sample's output depends on that sample alone, so that
+        a batch may be cut into shares computed apart (``replicas``). Batch statistics and
+        dropout's draws are not; a container is separable where all its layers are."""
+        children = getattr(self, "children", None)
+        return all(c.separable(train) for _, c in children()) if children else True
+
     def has_trainable(self) -> bool:
         """Whether backward yields parameter gradients (False also when frozen)."""
         return False

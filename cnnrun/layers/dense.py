@@ -115,6 +115,9 @@ class Dropout(Layer):
     def to_onnx(self, g, x, p, in_shape):
         return x  # the identity in evaluation
 
+    def separable(self, train):
+        return not train or self.p == 0.0  # one generator draws the whole batch's mask
+
     def forward(self, p, x, ctx):
         if not ctx.train or self.p == 0.0:
             return x, None

@@ -29,6 +29,9 @@ class BatchNorm(ParamLayer):
     def has_trainable(self):
         return self.trainable and self.affine
 
+    def separable(self, train):
+        return not train and self.track_running_stats  # else it normalises by the batch
+
     def param_shapes(self, in_shape):
         return {"weight": (in_shape[0],), "bias": (in_shape[0],)} if self.affine else {}
 

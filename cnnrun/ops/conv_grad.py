@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from ..backend import get_array_module, is_numpy
-from . import parallel  # parallel.num_workers is read at call time (tests set it)
+from . import parallel  # parallel.workers is read at call time (tests set num_workers)
 from . import toeplitz, winograd
 from .conv import (Patches, _band_rows, _grouped, _output_rows, conv_forward,
                    conv_grad_weight, shifted_columns, weight_times_shifts, whole_columns)
@@ -218,10 +218,10 @@ def _col2im_grad(gy, weight, in_hw, stride, pads, dilation, groups):
 
     whole = [(g, 0, Cg) for g in range(groups)]
     if not is_numpy(xp) or whole_columns(Cg * groups * channel_row_bytes * OH) or \
-            parallel.num_workers() == 1:
+            parallel.workers() == 1:
         run(whole, matmul)
     else:  # in the workers BLAS runs on one thread, so the plain (GIL-free) product
-        share = -(-Cg // parallel.num_workers())  # channels per worker, rounded up
+        share = -(-Cg // parallel.workers())  # channels per worker, rounded up
         split = whole if groups > 1 else \
             [(0, c, min(c + share, Cg)) for c in range(0, Cg, share)]
         map_bands(run, split, lambda n: [product] * n, xp)

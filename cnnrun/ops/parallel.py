@@ -76,6 +76,7 @@ class _Pass(threading.local):
     depth = 0  # engine_threads() nesting in this thread
     mode: ThreadMode | None = None
     limiter = None  # threadpoolctl's BLAS limit while one is held
+    alone = False  # inside solo(): this thread is the pass's only worker
 
 
 _PASS = _Pass()
@@ -100,6 +101,27 @@ def engine_threads(mode: ThreadMode | None = None):
             _PASS.mode = None  # outside a pass, matmul is plain numpy
 
 
+def workers() -> int:
+    """The workers an operation may split over here: 1 inside ``solo``, else every one."""
+    return 1 if _PASS.alone else num_workers()
+
+
+@contextlib.contextmanager
+def solo():
+    """Passes on this thread alone, BLAS on one thread: one share of a batch cut over
+    processes (``replicas``), whose other shares hold the other cores. Band workers or
+    BLAS threads here would take those cores from them."""
+    if _PASS.alone or _PASS.depth:
+        raise RuntimeError("solo() must enclose whole passes, outside engine_threads()")
+    _PASS.alone = True
+    _limit_blas()
+    try:
+        yield
+    finally:
+        _release_blas()
+        _PASS.alone = False
+
+
 def _limit_blas():
     ctl = blas_controller()
     if _PASS.limiter is None and ctl is not None:
@@ -122,7 +144,7 @@ def matmul(a, b):
     operand and all of the smaller); otherwise it is one call, on BLAS's threads where
     the pass leaves them."""
     xp = get_array_module(a)
-    k = num_workers() if is_numpy(xp) else 1
+    k = workers() if is_numpy(xp) else 1
     rows, cols = a.shape[-2], b.shape[-1]
     banded = _PASS.mode is not None and _PASS.mode.bands
     if not banded or k == 1 or max(rows, cols) < 2 * k or \
@@ -163,7 +185,7 @@ SPLIT_BYTES = 2 << 20  # element-wise work on arrays this large is split over th
 def splits(a) -> bool:
     """Whether by_channels(…, a) runs on the workers: a large NumPy array with channels to
     share. Smaller ones cost less than handing them over (tens of µs)."""
-    return a.nbytes >= SPLIT_BYTES and a.shape[0] > 1 and num_workers() > 1 and \
+    return a.nbytes >= SPLIT_BYTES and a.shape[0] > 1 and workers() > 1 and \
         is_numpy(get_array_module(a))
 
 
@@ -177,7 +199,7 @@ def by_channels(work, a) -> None:
     if not splits(a):
         work(slice(None))
         return
-    C, k = a.shape[0], num_workers()
+    C, k = a.shape[0], workers()
     step = -(-C // k)  # channels per worker, rounded up
     shares = [slice(c, min(c + step, C)) for c in range(0, C, step)]
     map_bands(lambda mine, _buf: [work(s) for s in mine], shares, lambda n: [None] * n,
@@ -191,7 +213,7 @@ def map_bands(work, bands, buffers, xp=None) -> list:
     reuses memory from the main heap). Bands are dealt round-robin, which keeps
     the shares equal when the last band is short.
     """
-    k = min(num_workers(), len(bands)) if xp is None or is_numpy(xp) else 1
+    k = min(workers(), len(bands)) if xp is None or is_numpy(xp) else 1
     bufs = buffers(k)
     if k == 1:
         return [work(bands, bufs[0])]

@@ -47,6 +47,8 @@ class Trainer:
         self.model = Model(cfg.model.layers, cfg.model.input_shape)
         self.state = self.model.init(seed=[t.seed, STREAM_INIT], dtype=self.dtype, xp=self.xp)
         self.flat = flatten(self.state)
+        # Batches cut over processes (replicas.py): checked here, started on the first pass.
+        self.processes = self.model.use_processes(t.processes, self.xp)
         self.trainable = self.model.trainable_in(self.flat)
         self.data = prepare(cfg.data, t.seed, self.dtype)
         self.steps_per_epoch = num_batches(len(self.data.train), t.batch_size)
@@ -97,6 +99,12 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------
     def run(self) -> dict:
+        try:
+            return self._run()
+        finally:
+            self.model.close()  # the worker processes, if any
+
+    def _run(self) -> dict:
         t = self.cfg.train
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         write_config(self.run_dir, self.cfg)

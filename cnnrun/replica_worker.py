@@ -1,0 +1,101 @@
+"""A worker process of ``replicas``: one share of each pass, on one core.
+
+    python -m cnnrun.replica_worker      # started by replicas._Worker, never by hand
+
+Commands arrive as JSON lines on stdin and each gets one JSON line back on the
+original stdout (stray prints are sent to stderr so they cannot break the protocol):
+``init`` (the layers, the input shape and the shared state block), ``io`` (the block
+of this worker's shares), ``forward`` and ``backward`` of its share, ``rss``. End of
+input, as when the parent exits or dies, ends the process. Ctrl-C is the parent's to
+handle: it closes its workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+
+class Replica:
+    """The model, the state and the share buffers of one worker."""
+
+    def __init__(self, message):
+        from .layers.containers import Sequential
+        from .model import Model, unflatten
+        from .shared_block import SharedBlock
+        root = Sequential.model_validate(message["layers"])
+        self.model = Model(root, tuple(message["input_shape"]))
+        self.state_block = SharedBlock.attach(**message["state"])
+        self.state = unflatten({n: self.state_block.array(n) for n in self.state_block.places})
+        self.io, self.cache, self.n = None, None, 0
+
+    def attach_io(self, message):
+        from .shared_block import SharedBlock
+        if self.io is not None:
+            self.io.close()
+        self.io = SharedBlock.attach(**message["block"])
+
+    def forward(self, message):
+        from .layers import Context
+        self.n = n = message["n"]
+        x = self.io.array("x", (*self.model.input_shape, n))
+        self.cache = None  # the previous pass's, before this one's takes memory
+        y, self.cache = self.model.root.forward(self.state, x, Context(train=message["train"]))
+        self.io.array("y", y.shape)[...] = y
+
+    def backward(self, message):
+        from .model import flatten
+        need_gx = message["need_gx"]
+        gy = self.io.array("gy", (*self.model.output_shape, self.n))
+        gx, grads = self.model.root.backward(self.state, self.cache, gy, need_gx)
+        self.cache = None
+        for name, g in flatten(grads).items():
+            self.io.array("grad:" + name)[...] = g
+        if need_gx:
+            self.io.array("gx", gx.shape)[...] = gx
+
+
+def _peak_rss_mb() -> float:
+    from .bench import peak_rss_mb
+    return peak_rss_mb()
+
+
+def serve(commands, replies) -> None:
+    """Answer commands until the input ends."""
+    replica = None
+    for line in commands:
+        message = json.loads(line)
+        op = message["op"]
+        try:
+            if op == "init":
+                replica = Replica(message)
+            elif op == "io":
+                replica.attach_io(message)
+            elif op == "forward":
+                replica.forward(message)
+            elif op == "backward":
+                replica.backward(message)
+            elif op == "rss":
+                replies.write(json.dumps({"peak_rss_mb": _peak_rss_mb()}) + "\n")
+                replies.flush()
+                continue
+            else:
+                raise ValueError(f"unknown command {op!r}")
+            answer = {}
+        except Exception as e:  # reported to the parent, which raises it as a failed run
+            answer = {"error": f"{op}: {type(e).__name__}: {e}"}
+        replies.write(json.dumps(answer) + "\n")
+        replies.flush()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # print() and warnings now reach stderr, not the protocol
+    serve(sys.stdin, replies)
+
+
+if __name__ == "__main__":
+    main()

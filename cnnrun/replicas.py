@@ -1,0 +1,274 @@
+"""Data parallelism on one machine: each pass's batch cut into shares, one per process.
+
+Why processes. A small network's pass is many short operations: LeNet-5 at batch 64
+ran 3.3 ms a training step on one core and only 2.9 ms on two, the products too small
+to split well and band hand-offs costing tens of µs each. Cutting the batch in two
+and running the halves on two threads did no better (2.8 ms, though a half alone
+takes 1.75 ms), because the many element-wise operations of a few µs each, and the
+Python between them, run one thread at a time under the GIL. Two processes, each on
+its half alone, took 1.9 ms a step each.
+
+How. This process computes the first share itself and k − 1 worker processes
+(``python -m cnnrun.replica_worker``, commands as JSON lines over pipes) the others.
+Arrays go through shared memory (``shared_block``): before each pass this process
+writes the whole state (parameters and buffers, a few hundred kB for such networks)
+into one block the workers read as their own, and each worker's share of x, y, gy,
+∂E/∂x and its parameter gradients lie in that worker's block. The loss sees the
+whole batch's output, and ``sum_gradients`` adds the shares' gradients: the one place
+where a data-parallel step reduces them (across machines that is an MPI allreduce).
+
+When (``train.processes``). "auto": every core, where the network trains per sample
+(no batch statistics, no dropout: ``Layer.separable``), its state is small, and a
+share holds at least MIN_SHARE_MACS, so the pipes' ~40 µs round trips stay small. A
+number: that many processes whenever a pass can be cut. Results differ from one
+process's only by the rounding of the sums (tests bound it), and are reproducible
+for a given number of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from .backend import get_array_module, is_numpy
+from .errors import RunFailed, UserError
+from .layers import Context
+from .model import flatten, unflatten
+from .ops.parallel import num_workers, solo
+from .shared_block import SharedBlock
+
+MIN_SHARE_MACS = 4_000_000  # per share and pass under "auto" (LeNet-5: ~10 samples)
+STATE_BYTES = 16 << 20  # "auto" copies the state into shared memory each pass: at most this
+
+
+def processes_for(model, setting, xp=np) -> int:
+    """The processes a model's passes use under ``train.processes = setting``."""
+    if not is_numpy(xp) or setting == 1:
+        return 1  # a GPU is one device; several are MPI's (later)
+    separable = model.root.separable(train=True)
+    if setting == "auto":
+        state = sum(np.prod(s) for s in flatten(model.param_shapes()).values()) * 8
+        return num_workers() if separable and num_workers() > 1 and state <= STATE_BYTES else 1
+    if not separable:
+        raise UserError(f"train.processes: {setting} cuts each batch into shares that run "
+                        "apart, but this network has batch norm or dropout, which couple the "
+                        "samples of a batch in training. Set train.processes: auto or 1.")
+    return int(setting)
+
+
+def sum_gradients(own: dict, others) -> dict:
+    """The shares' parameter gradients added up: the step's reduction (flat dicts)."""
+    total = {name: g.copy() for name, g in own.items()}
+    for part in others:
+        for name, g in total.items():
+            g += part(name)
+    return total
+
+
+class SplitCache:
+    """What a split pass's backward needs: this process's own cache and the shares."""
+
+    def __init__(self, own, shares, pass_id):
+        self.own, self.shares, self.pass_id = own, shares, pass_id
+
+
+def shares(N: int, k: int) -> list[tuple[int, int]]:
+    """k contiguous ranges covering 0 … N−1, the first ones longer by one where uneven."""
+    bounds = [N * i // k for i in range(k + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(k)]
+
+
+class Replicas:
+    """A model's passes cut over ``processes`` processes (this one and its workers)."""
+
+    def __init__(self, model, processes: int, forced: bool = False):
+        self.model, self.k, self.forced = model, processes, forced
+        self._workers: list[_Worker] = []
+        self._state_block: SharedBlock | None = None
+        self._signature = None  # the state's (name, shape, dtype) the workers were given
+        self._pass = 0
+        self._separable = {}
+        self._finalizer = weakref.finalize(self, _shut_down, self._workers)
+
+    def takes(self, x, train: bool) -> bool:
+        """Whether this pass is cut into shares."""
+        if not is_numpy(get_array_module(x)) or x.shape[-1] < self.k:
+            return False
+        if train not in self._separable:
+            self._separable[train] = self.model.root.separable(train)
+        share_macs = x.shape[-1] // self.k * self.model.macs()
+        return self._separable[train] and (self.forced or share_macs >= MIN_SHARE_MACS)
+
+    def owns(self, cache) -> bool:
+        return isinstance(cache, SplitCache)
+
+    # ---- passes -------------------------------------------------------------
+    def forward(self, state, x, train: bool):
+        flat = flatten(state)
+        self._start(flat)
+        for name, a in flat.items():  # the workers' parameters, as they are now
+            np.copyto(self._state_block.array(name), a)
+        self._pass += 1
+        cut = shares(x.shape[-1], self.k)
+        for w, (lo, hi) in zip(self._workers, cut[1:]):
+            if w.room < hi - lo or w.dtype != x.dtype:
+                w.fit(self._io_entries(hi - lo, x.dtype), hi - lo, x.dtype)
+            np.copyto(w.io.array("x", (*x.shape[:-1], hi - lo)), x[..., lo:hi])
+            w.send({"op": "forward", "n": hi - lo, "train": train})
+        lo, hi = cut[0]
+        with solo():
+            y, own = self.model.root.forward(state, np.ascontiguousarray(x[..., lo:hi]),
+                                             Context(train=train))
+        parts = [y]
+        for w, (lo, hi) in zip(self._workers, cut[1:]):
+            self._reply(w)
+            parts.append(w.io.array("y", (*y.shape[:-1], hi - lo)))
+        return np.concatenate(parts, axis=-1), SplitCache(own, cut, self._pass)
+
+    def backward(self, state, cache: SplitCache, gy, need_gx: bool):
+        if cache.pass_id != self._pass:
+            raise RuntimeError("a split pass's backward must follow its forward: the worker "
+                               "processes keep the latest pass only")
+        cut = cache.shares
+        for w, (lo, hi) in zip(self._workers, cut[1:]):
+            np.copyto(w.io.array("gy", (*gy.shape[:-1], hi - lo)), gy[..., lo:hi])
+            w.send({"op": "backward", "need_gx": need_gx})
+        lo, hi = cut[0]
+        with solo():
+            gx, grads = self.model.root.backward(state, cache.own,
+                                                 np.ascontiguousarray(gy[..., lo:hi]), need_gx)
+        for w in self._workers:
+            self._reply(w)
+        flat = sum_gradients(flatten(grads), [lambda n, w=w: w.io.array("grad:" + n)
+                                              for w in self._workers])
+        if need_gx:
+            gx = np.concatenate([gx] + [w.io.array("gx", (*gx.shape[:-1], hi - lo))
+                                        for w, (lo, hi) in zip(self._workers, cut[1:])], -1)
+        return gx, unflatten(flat)
+
+    def peak_rss_mb(self) -> float:
+        """The workers' peak resident memory, added up (shared memory counted in each)."""
+        return sum(self._ask(w, {"op": "rss"})["peak_rss_mb"] for w in self._workers)
+
+    def close(self) -> None:
+        self._finalizer()
+        if self._state_block is not None:
+            self._state_block.close()
+            self._state_block = None
+        self._signature = None
+
+    # ---- workers ------------------------------------------------------------
+    def _io_entries(self, n, dtype):
+        m, names = self.model, self.model.trainable_names()
+        sig = dict((name, (shape, dt)) for name, shape, dt in self._signature)
+        return [("x", (*m.input_shape, n), dtype), ("gx", (*m.input_shape, n), dtype),
+                ("y", (*m.output_shape, n), dtype), ("gy", (*m.output_shape, n), dtype)] + \
+            [("grad:" + name, *sig[name]) for name in sorted(names)]
+
+    def _start(self, flat: dict) -> None:
+        """Start the workers on the first pass, and again if the state changed shape."""
+        signature = [(name, a.shape, a.dtype.str) for name, a in flat.items()]
+        if signature == self._signature:
+            return
+        self.close()
+        self._signature = signature
+        self._state_block = SharedBlock.create(signature)
+        self._finalizer = weakref.finalize(self, _shut_down, self._workers)
+        init = {"op": "init", "layers": self.model.root.model_dump(mode="json"),
+                "input_shape": list(self.model.input_shape),
+                "state": self._state_block.describe()}
+        self._workers.extend(_Worker() for _ in range(self.k - 1))
+        try:
+            for w in self._workers:
+                w.send(init)
+            for w in self._workers:
+                self._reply(w)
+        finally:
+            self._state_block.unlink()  # mapped by every worker now, or never to be
+
+    def _ask(self, w, message) -> dict:
+        w.send(message)
+        return self._reply(w)
+
+    def _reply(self, w) -> dict:
+        try:
+            return w.reply()
+        except RunFailed:
+            self.close()  # the other workers' passes no longer match
+            raise
+
+
+def _shut_down(workers) -> None:
+    for w in workers:
+        w.close()
+    workers.clear()
+
+
+class _Worker:
+    """One worker process, its pipes and its shared block of shares and gradients."""
+
+    def __init__(self):
+        import cnnrun
+        env = {**os.environ, "CNNRUN_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               # the same cnnrun as this process's, wherever it was imported from
+               "PYTHONPATH": os.pathsep.join([str(Path(cnnrun.__file__).parent.parent),
+                                              os.environ.get("PYTHONPATH", "")])}
+        self.proc = subprocess.Popen([sys.executable, "-m", "cnnrun.replica_worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.io: SharedBlock | None = None
+        self.room, self.dtype = 0, None  # the largest share its block holds, and its dtype
+
+    def fit(self, entries, room: int, dtype) -> None:
+        """Give the worker a new block, laid out by entries, for shares up to ``room``."""
+        if self.io is not None:
+            self.io.close()
+        self.io = SharedBlock.create(entries)
+        self.room, self.dtype = room, dtype
+        try:
+            self.send({"op": "io", "block": self.io.describe()})
+            self.reply()
+        finally:
+            self.io.unlink()
+
+    def send(self, message: dict) -> None:
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise RunFailed(self._gone()) from None
+
+    def reply(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RunFailed(self._gone())
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RunFailed(f"a worker process (train.processes) failed: {answer['error']}. "
+                            "Set train.processes: 1 to run in this process and see the "
+                            "error where it happens.")
+        return answer
+
+    def _gone(self) -> str:
+        code = self.proc.poll()
+        return (f"a worker process (train.processes) exited with code {code} in the middle of "
+                "a pass; its error, if any, is above. Set train.processes: 1 to run in this "
+                "process alone.")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # end of input: the worker leaves its loop
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        if self.io is not None:
+            self.io.close()
+            self.io = None

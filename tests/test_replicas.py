@@ -1,0 +1,179 @@
+"""Batches cut over processes (replicas.py): the same numbers as one process, real workers."""
+
+import numpy as np
+import pytest
+
+from cnnrun.errors import RunFailed, UserError
+from cnnrun.model import Model, flatten
+from cnnrun.replicas import Replicas, processes_for, shares, sum_gradients
+from cnnrun.shared_block import ALIGN, SharedBlock, layout
+
+from conftest import EXAMPLES, build
+
+SMALL_NET = [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+             {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2},
+             {"type": "conv2d", "out_channels": 6, "kernel_size": 3},
+             {"type": "tanh"}, {"type": "flatten"},
+             {"type": "linear", "out_features": 5}]
+
+
+def _net(layers=SMALL_NET, shape=(2, 10, 10), dtype="float64"):
+    model = Model(layers, shape)
+    return model, model.init(seed=3, dtype=dtype)
+
+
+def _pass(model, state, x, gy_seed=5):
+    y, cache = model.forward(state, x, train=True)
+    gy = np.random.default_rng(gy_seed).standard_normal(y.shape).astype(y.dtype)
+    gx, grads = model.backward(state, cache, gy, need_gx=True)
+    return y, gx, flatten(grads)
+
+
+@pytest.mark.parametrize("processes,batch", [(2, 8), (3, 7), (2, 3)])
+def test_a_split_pass_equals_one_process(processes, batch):
+    model, state = _net()
+    x = np.random.default_rng(0).standard_normal((2, 10, 10, batch))
+    want = _pass(model, state, x)
+    assert model.use_processes(processes) == processes
+    try:
+        got = _pass(model, state, x)
+        assert model._replicas.owns(model.forward(state, x, train=True)[1])  # it did cut
+    finally:
+        model.close()
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-13)
+    assert got[2].keys() == want[2].keys()
+    for name in want[2]:  # sums of shares: only the rounding of the additions differs
+        np.testing.assert_allclose(got[2][name], want[2][name], rtol=1e-11, atol=1e-12)
+
+
+def test_workers_read_the_parameters_as_they_are_at_each_pass():
+    """The optimizer updates this process's arrays in place; a worker must see it."""
+    model, state = _net()
+    x = np.random.default_rng(1).standard_normal((2, 10, 10, 6))
+    model.use_processes(2)
+    try:
+        first = model.forward(state, x)[0].copy()
+        for a in flatten(state).values():
+            a *= 1.5
+        second = model.forward(state, x)[0]
+    finally:
+        model.close()
+    want = Model(SMALL_NET, (2, 10, 10)).forward(state, x)[0]
+    np.testing.assert_allclose(second, want, rtol=1e-12)
+    assert not np.allclose(first, second)
+
+
+def test_a_larger_batch_later_gets_a_larger_block_and_float32_stays_float32():
+    model, state = _net(dtype="float32")
+    rng = np.random.default_rng(2)
+    model.use_processes(2)
+    try:
+        for n in (4, 12, 6):
+            x = rng.standard_normal((2, 10, 10, n)).astype(np.float32)
+            y, gx, grads = _pass(model, state, x)
+            assert y.dtype == gx.dtype == np.float32 and y.shape[-1] == n
+            assert all(g.dtype == np.float32 for g in grads.values())
+    finally:
+        model.close()
+
+
+def test_a_backward_of_an_older_pass_is_refused():
+    model, state = _net()
+    x = np.ones((2, 10, 10, 4))
+    model.use_processes(2)
+    try:
+        y, old = model.forward(state, x, train=True)
+        model.forward(state, x, train=True)
+        with pytest.raises(RuntimeError, match="must follow its forward"):
+            model.backward(state, old, np.ones_like(y))
+    finally:
+        model.close()
+
+
+def test_a_dead_worker_is_a_failed_run_with_what_to_do():
+    model, state = _net()
+    x = np.ones((2, 10, 10, 4))
+    model.use_processes(2)
+    try:
+        model.forward(state, x)
+        worker = model._replicas._workers[0]
+        worker.proc.kill()
+        worker.proc.wait()
+        with pytest.raises(RunFailed, match=r"exited with code -9 .*train.processes: 1"):
+            model.forward(state, x)
+    finally:
+        model.close()
+
+
+def test_workers_stop_on_close():
+    model, state = _net()
+    model.use_processes(2)
+    model.forward(state, np.ones((2, 10, 10, 4)))
+    proc = model._replicas._workers[0].proc
+    model.close()
+    assert proc.poll() == 0
+
+
+def test_the_auto_rule():
+    lenet = Model([{"type": "conv2d", "out_channels": 6, "kernel_size": 5},
+                   {"type": "flatten"}, {"type": "linear", "out_features": 10}], (1, 28, 28))
+    with_bn = Model([{"type": "conv2d", "out_channels": 6, "kernel_size": 5},
+                     {"type": "batchnorm2d"}, {"type": "flatten"},
+                     {"type": "linear", "out_features": 10}], (1, 28, 28))
+    with_dropout = Model([{"type": "flatten"}, {"type": "dropout"},
+                          {"type": "linear", "out_features": 10}], (1, 28, 28))
+    assert processes_for(lenet, 1) == 1
+    assert processes_for(with_bn, "auto") == 1 and processes_for(with_dropout, "auto") == 1
+    with pytest.raises(UserError, match="batch norm or dropout.*train.processes: auto or 1"):
+        processes_for(with_bn, 2)
+    replicas = Replicas(lenet, 2)  # "auto": cut only where a share is worth a round trip
+    assert not replicas.takes(np.ones((1, 28, 28, 2)), True)
+    assert replicas.takes(np.ones((1, 28, 28, 128)), True)  # 64 × 120k MACs a share
+    assert not Replicas(lenet, 2).takes(np.ones((1, 28, 28, 1)), True)  # fewer than k
+
+
+@pytest.mark.parametrize("type_name,cfg,shape", EXAMPLES)
+def test_separable_layers_are_those_that_run_per_sample(type_name, cfg, shape):
+    """Where a layer says it is separable, cutting the batch leaves its output unchanged."""
+    layer = build(type_name, cfg)
+    model = Model([layer], shape)
+    state = model.init(seed=0, dtype="float64")
+    x = np.random.default_rng(0).uniform(0.1, 1.0, (*shape, 6))  # (lp-pool: positive)
+    for train in (True, False):
+        rng = lambda: np.random.default_rng(9)  # noqa: E731
+        whole = model.forward(state, x, train=train, rng=rng())[0]
+        halves = np.concatenate([model.forward(state, np.ascontiguousarray(x[..., s]),
+                                               train=train, rng=rng())[0]
+                                 for s in (slice(0, 3), slice(3, 6))], axis=-1)
+        if layer.separable(train):
+            np.testing.assert_allclose(halves, whole, rtol=1e-12, atol=1e-12)
+        elif type_name.startswith("batchnorm"):
+            assert not np.allclose(halves, whole)  # batch statistics: it must say so
+
+
+def test_shares_cover_the_batch():
+    assert shares(7, 3) == [(0, 2), (2, 4), (4, 7)]
+    assert shares(64, 2) == [(0, 32), (32, 64)]
+
+
+def test_sum_gradients_adds_every_share_and_leaves_them_alone():
+    own = {"w": np.ones(3)}
+    total = sum_gradients(own, [lambda n: np.full(3, 2.0), lambda n: np.full(3, 3.0)])
+    np.testing.assert_array_equal(total["w"], 6.0)
+    np.testing.assert_array_equal(own["w"], 1.0)
+
+
+def test_shared_block_layout_and_views():
+    places, size = layout([("a", (3,), "float32"), ("b", (2, 2), "float64")])
+    assert places["a"][0] == 0 and places["b"][0] % ALIGN == 0 and size >= places["b"][0] + 32
+    block = SharedBlock.create([("a", (3,), "float32"), ("b", (2, 2), "float64")])
+    other = SharedBlock.attach(**block.describe())
+    block.unlink()  # mapped twice now: the name can go
+    block.array("b")[...] = 7.0
+    assert other.array("b").dtype == np.float64 and (other.array("b") == 7.0).all()
+    assert other.array("a", (2,)).shape == (2,)
+    with pytest.raises(ValueError, match="does not fit"):
+        other.array("a", (4,))
+    block.close()
+    other.close()
