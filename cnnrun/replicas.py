@@ -110,6 +110,21 @@ class Replicas:
 
     # ---- passes -------------------------------------------------------------
     def forward(self, state, x, train: bool):
+        return self._in_step(self._forward, state, x, train)
+
+    def backward(self, state, cache: SplitCache, gy, need_gx: bool):
+        return self._in_step(self._backward, state, cache, gy, need_gx)
+
+    def _in_step(self, part, *args):
+        """A pass that fails half-way leaves replies unread: the workers go, and the next
+        pass starts fresh ones."""
+        try:
+            return part(*args)
+        except BaseException:
+            self.close()
+            raise
+
+    def _forward(self, state, x, train: bool):
         flat = flatten(state)
         self._start(flat)
         for name, a in flat.items():  # the workers' parameters, as they are now
@@ -127,11 +142,11 @@ class Replicas:
                                              Context(train=train))
         parts = [y]
         for w, (lo, hi) in zip(self._workers, cut[1:]):
-            self._reply(w)
+            w.reply()
             parts.append(w.io.array("y", (*y.shape[:-1], hi - lo)))
         return np.concatenate(parts, axis=-1), SplitCache(own, cut, self._pass)
 
-    def backward(self, state, cache: SplitCache, gy, need_gx: bool):
+    def _backward(self, state, cache: SplitCache, gy, need_gx: bool):
         if cache.pass_id != self._pass:
             raise RuntimeError("a split pass's backward must follow its forward: the worker "
                                "processes keep the latest pass only")
@@ -144,7 +159,7 @@ class Replicas:
             gx, grads = self.model.root.backward(state, cache.own,
                                                  np.ascontiguousarray(gy[..., lo:hi]), need_gx)
         for w in self._workers:
-            self._reply(w)
+            w.reply()
         flat = sum_gradients(flatten(grads), [lambda n, w=w: w.io.array("grad:" + n)
                                               for w in self._workers])
         if need_gx:
@@ -188,20 +203,13 @@ class Replicas:
             for w in self._workers:
                 w.send(init)
             for w in self._workers:
-                self._reply(w)
+                w.reply()
         finally:
             self._state_block.unlink()  # mapped by every worker now, or never to be
 
     def _ask(self, w, message) -> dict:
         w.send(message)
-        return self._reply(w)
-
-    def _reply(self, w) -> dict:
-        try:
-            return w.reply()
-        except RunFailed:
-            self.close()  # the other workers' passes no longer match
-            raise
+        return w.reply()
 
 
 def _shut_down(workers) -> None:

@@ -22,6 +22,15 @@ def _net(layers=SMALL_NET, shape=(2, 10, 10), dtype="float64"):
     return model, model.init(seed=3, dtype=dtype)
 
 
+@pytest.fixture
+def split_net():
+    """The small net in float64, cut over two processes; the workers stopped afterwards."""
+    model, state = _net()
+    model.use_processes(2)
+    yield model, state, np.ones((2, 10, 10, 4))
+    model.close()
+
+
 def _pass(model, state, x, gy_seed=5):
     y, cache = model.forward(state, x, train=True)
     gy = np.random.default_rng(gy_seed).standard_normal(y.shape).astype(y.dtype)
@@ -78,32 +87,24 @@ def test_a_larger_batch_later_gets_a_larger_block_and_float32_stays_float32():
         model.close()
 
 
-def test_a_backward_of_an_older_pass_is_refused():
-    model, state = _net()
-    x = np.ones((2, 10, 10, 4))
-    model.use_processes(2)
-    try:
-        y, old = model.forward(state, x, train=True)
-        model.forward(state, x, train=True)
-        with pytest.raises(RuntimeError, match="must follow its forward"):
-            model.backward(state, old, np.ones_like(y))
-    finally:
-        model.close()
+def test_a_backward_of_an_older_pass_is_refused(split_net):
+    model, state, x = split_net
+    y, old = model.forward(state, x, train=True)
+    model.forward(state, x, train=True)
+    with pytest.raises(RuntimeError, match="must follow its forward"):
+        model.backward(state, old, np.ones_like(y))
 
 
-def test_a_dead_worker_is_a_failed_run_with_what_to_do():
-    model, state = _net()
-    x = np.ones((2, 10, 10, 4))
-    model.use_processes(2)
-    try:
+def test_a_dead_worker_is_a_failed_run_with_what_to_do(split_net):
+    model, state, x = split_net
+    model.forward(state, x)
+    worker = model._replicas._workers[0]
+    worker.proc.kill()
+    worker.proc.wait()
+    with pytest.raises(RunFailed, match=r"exited with code -9 .*train.processes: 1"):
         model.forward(state, x)
-        worker = model._replicas._workers[0]
-        worker.proc.kill()
-        worker.proc.wait()
-        with pytest.raises(RunFailed, match=r"exited with code -9 .*train.processes: 1"):
-            model.forward(state, x)
-    finally:
-        model.close()
+    y, _ = model.forward(state, x)  # the failed pass's workers went; fresh ones start
+    np.testing.assert_allclose(y, Model(SMALL_NET, (2, 10, 10)).forward(state, x)[0], rtol=1e-12)
 
 
 def test_workers_stop_on_close():
