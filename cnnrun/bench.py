@@ -95,9 +95,8 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1,
         model.forward(state, x, train=False)
 
     try:
-        train_s = _time_steps(train_step, warmup, steps, xp)
-        if processes > 1:
-            train_s = _time_steps(model_step, warmup, steps, xp)
+        layer_s = _time_steps(train_step, warmup, steps, xp)  # fills the per-layer rows
+        train_s = layer_s if processes == 1 else _time_steps(model_step, warmup, steps, xp)
         infer_s = _time_steps(infer, warmup, steps, xp)
         peak = peak_rss_mb() + model.worker_peak_rss_mb()  # every process of the run
     finally:

@@ -40,7 +40,8 @@ from .backend import get_array_module, is_numpy
 from .errors import RunFailed, UserError
 from .layers import Context
 from .model import flatten, unflatten
-from .ops.parallel import num_workers, solo
+from .ops import parallel  # parallel.num_workers is read at call time (tests set it)
+from .ops.parallel import solo
 from .shared_block import SharedBlock
 
 MIN_SHARE_MACS = 4_000_000  # per share and pass under "auto" (LeNet-5: ~10 samples)
@@ -54,7 +55,8 @@ def processes_for(model, setting, xp=np) -> int:
     separable = model.root.separable(train=True)
     if setting == "auto":
         state = sum(np.prod(s) for s in flatten(model.param_shapes()).values()) * 8
-        return num_workers() if separable and num_workers() > 1 and state <= STATE_BYTES else 1
+        k = parallel.num_workers()
+        return k if separable and k > 1 and state <= STATE_BYTES else 1
     if not separable:
         raise UserError(f"train.processes: {setting} cuts each batch into shares that run "
                         "apart, but this network has batch norm or dropout, which couple the "
@@ -94,6 +96,7 @@ class Replicas:
         self._signature = None  # the state's (name, shape, dtype) the workers were given
         self._pass = 0
         self._separable = {}
+        self._macs = model.macs()  # per sample; the layers are frozen (10 µs a call)
         self._finalizer = weakref.finalize(self, _shut_down, self._workers)
 
     def takes(self, x, train: bool) -> bool:
@@ -102,7 +105,7 @@ class Replicas:
             return False
         if train not in self._separable:
             self._separable[train] = self.model.root.separable(train)
-        share_macs = x.shape[-1] // self.k * self.model.macs()
+        share_macs = x.shape[-1] // self.k * self._macs
         return self._separable[train] and (self.forced or share_macs >= MIN_SHARE_MACS)
 
     def owns(self, cache) -> bool:

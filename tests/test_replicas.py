@@ -116,7 +116,9 @@ def test_workers_stop_on_close():
     assert proc.poll() == 0
 
 
-def test_the_auto_rule():
+def test_the_auto_rule(monkeypatch):
+    from cnnrun.ops import parallel
+    monkeypatch.setattr(parallel, "num_workers", lambda: 2)  # a 2-core machine, anywhere
     lenet = Model([{"type": "conv2d", "out_channels": 6, "kernel_size": 5},
                    {"type": "flatten"}, {"type": "linear", "out_features": 10}], (1, 28, 28))
     with_bn = Model([{"type": "conv2d", "out_channels": 6, "kernel_size": 5},
@@ -124,7 +126,7 @@ def test_the_auto_rule():
                      {"type": "linear", "out_features": 10}], (1, 28, 28))
     with_dropout = Model([{"type": "flatten"}, {"type": "dropout"},
                           {"type": "linear", "out_features": 10}], (1, 28, 28))
-    assert processes_for(lenet, 1) == 1
+    assert processes_for(lenet, 1) == 1 and processes_for(lenet, "auto") == 2
     assert processes_for(with_bn, "auto") == 1 and processes_for(with_dropout, "auto") == 1
     with pytest.raises(UserError, match="batch norm or dropout.*train.processes: auto or 1"):
         processes_for(with_bn, 2)
@@ -132,6 +134,18 @@ def test_the_auto_rule():
     assert not replicas.takes(np.ones((1, 28, 28, 2)), True)
     assert replicas.takes(np.ones((1, 28, 28, 128)), True)  # 64 × 120k MACs a share
     assert not Replicas(lenet, 2).takes(np.ones((1, 28, 28, 1)), True)  # fewer than k
+
+
+def _leaves(layer):
+    children = getattr(layer, "children", None)
+    return [leaf for _, c in children() for leaf in _leaves(c)] if children else [layer]
+
+
+def _couples(leaf, train):
+    """The samples a leaf ties together: batch statistics, or one draw for the batch."""
+    if leaf.type.startswith("batchnorm"):
+        return train or not leaf.track_running_stats
+    return leaf.type == "dropout" and train and leaf.p > 0
 
 
 @pytest.mark.parametrize("type_name,cfg,shape", EXAMPLES)
@@ -147,6 +161,7 @@ def test_separable_layers_are_those_that_run_per_sample(type_name, cfg, shape):
         halves = np.concatenate([model.forward(state, np.ascontiguousarray(x[..., s]),
                                                train=train, rng=rng())[0]
                                  for s in (slice(0, 3), slice(3, 6))], axis=-1)
+        assert layer.separable(train) == (not any(_couples(leaf, train) for leaf in _leaves(layer)))
         if layer.separable(train):
             np.testing.assert_allclose(halves, whole, rtol=1e-12, atol=1e-12)
         elif type_name.startswith("batchnorm"):

@@ -216,9 +216,14 @@ def test_gradient_clipping_by_global_norm():
     assert small["a"][0] == 0.3
 
 
-def test_training_cut_over_two_processes_matches_one(tmp_path):
+def test_training_cut_over_two_processes_matches_one(tmp_path, monkeypatch):
     """train.processes: 2 trains the same network as one process, to float64 rounding,
     with its worker really used and stopped at the end."""
+    from cnnrun.replicas import Replicas
+    split_passes = []
+    real = Replicas._forward
+    monkeypatch.setattr(Replicas, "_forward",
+                        lambda self, *a: split_passes.append(1) or real(self, *a))
     text = TINY.replace("    - {type: dropout, p: 0.3}\n", "").replace("seed: 3", "seed: 3\n  dtype: float64")
     runs = {}
     for k in (1, 2):
@@ -228,6 +233,7 @@ def test_training_cut_over_two_processes_matches_one(tmp_path):
     for name, w in runs[1][0].items():
         np.testing.assert_allclose(runs[2][0][name], w, rtol=1e-9, atol=1e-11, err_msg=name)
     assert runs[2][1]["test"]["accuracy"] == runs[1][1]["test"]["accuracy"]
+    assert len(split_passes) >= 2 * 5  # every training step of 2 epochs, and evaluations
 
 
 def test_processes_with_batch_norm_is_a_config_error(tmp_path):
