@@ -1,5 +1,7 @@
 """Batches cut over processes (replicas.py): the same numbers as one process, real workers."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,14 @@ SMALL_NET = [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 
              {"type": "conv2d", "out_channels": 6, "kernel_size": 3},
              {"type": "tanh"}, {"type": "flatten"},
              {"type": "linear", "out_features": 5}]
+
+
+# Batch norm of every kind: its batch statistics are summed across the processes.
+BN_NET = [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+          {"type": "batchnorm2d"}, {"type": "relu"},
+          {"type": "conv2d", "out_channels": 6, "kernel_size": 3},
+          {"type": "batchnorm2d", "affine": False, "momentum": 0.3}, {"type": "flatten"},
+          {"type": "linear", "out_features": 5}, {"type": "batchnorm1d"}]
 
 
 def _net(layers=SMALL_NET, shape=(2, 10, 10), dtype="float64"):
@@ -54,6 +64,74 @@ def test_a_split_pass_equals_one_process(processes, batch):
     assert got[2].keys() == want[2].keys()
     for name in want[2]:  # sums of shares: only the rounding of the additions differs
         np.testing.assert_allclose(got[2][name], want[2][name], rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("processes,batch", [(2, 8), (3, 7)])
+def test_batch_norm_across_processes_equals_one_process(processes, batch):
+    """Outputs, both gradients and the running statistics of a training pass, and the
+    evaluation pass after it, as in one process."""
+    model, state = _net(BN_NET)
+    x = np.random.default_rng(0).standard_normal((2, 10, 10, batch))
+    one, split = copy.deepcopy(state), copy.deepcopy(state)
+    want = _pass(model, one, x)
+    want_eval = model.forward(one, x)[0]
+    model.use_processes(processes)
+    try:
+        got = _pass(model, split, x)
+        got_eval = model.forward(split, x)[0]
+        assert model._replicas.takes(x, True)
+    finally:
+        model.close()
+    for g, w in zip(got[:2], want[:2]):
+        np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-12)
+    for name in want[2]:
+        np.testing.assert_allclose(got[2][name], want[2][name], rtol=1e-10, atol=1e-11)
+    for name, a in flatten(one).items():  # running statistics updated once, by this process
+        np.testing.assert_allclose(flatten(split)[name], a, rtol=1e-12, atol=1e-14,
+                                   err_msg=name)
+    assert not np.allclose(flatten(split)["1.running_var"], 1.0)
+    np.testing.assert_allclose(got_eval, want_eval, rtol=1e-11, atol=1e-12)
+
+
+def test_batch_norm_without_running_statistics_sums_in_evaluation_too():
+    layers = [{"type": "conv2d", "out_channels": 3, "kernel_size": 3},
+              {"type": "batchnorm2d", "track_running_stats": False}]
+    model, state = _net(layers)
+    x = np.random.default_rng(4).standard_normal((2, 10, 10, 6))
+    want = model.forward(state, x)[0]
+    model.use_processes(2)
+    try:
+        got = model.forward(state, x)[0]
+    finally:
+        model.close()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_failure_between_two_sums_stops_the_waiting_workers(monkeypatch):
+    """This process fails after a worker sent its partial sum and waits for the total: the
+    worker must not be left waiting, and the next pass starts afresh."""
+    from cnnrun.replicas import CrossShares
+    model, state = _net(BN_NET)
+    x = np.random.default_rng(1).standard_normal((2, 10, 10, 4))
+    model.use_processes(2)
+    real = CrossShares.total
+
+    def failing(self, partial):
+        self.workers[0].expect_sum()  # the worker's partial has arrived; it waits now
+        raise FloatingPointError("this process failed mid-pass")
+    try:
+        model.forward(state, x, train=True)  # the workers start
+        proc = model._replicas._workers[0].proc
+        monkeypatch.setattr(CrossShares, "total", failing)
+        with pytest.raises(FloatingPointError):
+            model.forward(state, x, train=True)
+        assert proc.wait(timeout=10) == 0  # it saw its input end and left
+        monkeypatch.setattr(CrossShares, "total", real)
+        got = model.forward(state, x, train=True)[0]  # fresh workers
+    finally:
+        model.close()
+    want = Model(BN_NET, (2, 10, 10)).forward(state, x, train=True)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_workers_read_the_parameters_as_they_are_at_each_pass():
@@ -126,10 +204,14 @@ def test_the_auto_rule(monkeypatch):
                      {"type": "linear", "out_features": 10}], (1, 28, 28))
     with_dropout = Model([{"type": "flatten"}, {"type": "dropout"},
                           {"type": "linear", "out_features": 10}], (1, 28, 28))
+    big = Model([{"type": "conv2d", "out_channels": 8, "kernel_size": 5},
+                 {"type": "flatten"}, {"type": "linear", "out_features": 1000}], (1, 64, 64))
     assert processes_for(lenet, 1) == 1 and processes_for(lenet, "auto") == 2
-    assert processes_for(with_bn, "auto") == 1 and processes_for(with_dropout, "auto") == 1
-    with pytest.raises(UserError, match="batch norm or dropout.*train.processes: auto or 1"):
-        processes_for(with_bn, 2)
+    assert processes_for(with_bn, "auto") == 2 and processes_for(with_bn, 2) == 2
+    assert processes_for(with_dropout, "auto") == 1
+    assert processes_for(big, "auto") == 1 and processes_for(big, 2) == 2  # 29 M parameters
+    with pytest.raises(UserError, match="has dropout.*train.processes: auto or 1"):
+        processes_for(with_dropout, 2)
     replicas = Replicas(lenet, 2)  # "auto": cut only where a share is worth a round trip
     assert not replicas.takes(np.ones((1, 28, 28, 2)), True)
     assert replicas.takes(np.ones((1, 28, 28, 128)), True)  # 64 × 120k MACs a share
@@ -148,6 +230,11 @@ def _couples(leaf, train):
     return leaf.type == "dropout" and train and leaf.p > 0
 
 
+def _draws(leaf, train):
+    """Whether a leaf draws at random for the whole batch (the one thing shares cannot sum)."""
+    return leaf.type == "dropout" and train and leaf.p > 0
+
+
 @pytest.mark.parametrize("type_name,cfg,shape", EXAMPLES)
 def test_separable_layers_are_those_that_run_per_sample(type_name, cfg, shape):
     """Where a layer says it is separable, cutting the batch leaves its output unchanged."""
@@ -162,10 +249,19 @@ def test_separable_layers_are_those_that_run_per_sample(type_name, cfg, shape):
                                                train=train, rng=rng())[0]
                                  for s in (slice(0, 3), slice(3, 6))], axis=-1)
         assert layer.separable(train) == (not any(_couples(leaf, train) for leaf in _leaves(layer)))
+        assert layer.splittable(train) == (not any(_draws(leaf, train) for leaf in _leaves(layer)))
         if layer.separable(train):
             np.testing.assert_allclose(halves, whole, rtol=1e-12, atol=1e-12)
         elif type_name.startswith("batchnorm"):
             assert not np.allclose(halves, whole)  # batch statistics: it must say so
+        if layer.splittable(train) and not layer.separable(train):  # summed across shares
+            model.use_processes(2)
+            try:
+                split = model.forward(copy.deepcopy(state), x, train=train)[0]
+                assert model._replicas.takes(x, train)
+            finally:
+                model.close()
+            np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-12)
 
 
 def test_shares_cover_the_batch():

@@ -216,27 +216,33 @@ def test_gradient_clipping_by_global_norm():
     assert small["a"][0] == 0.3
 
 
-def test_training_cut_over_two_processes_matches_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_training_cut_over_two_processes_matches_one(tmp_path, monkeypatch, batch_norm):
     """train.processes: 2 trains the same network as one process, to float64 rounding,
-    with its worker really used and stopped at the end."""
+    with its worker really used and stopped at the end; with batch norm, whose statistics
+    the shares sum across the processes, the running statistics match too."""
     from cnnrun.replicas import Replicas
     split_passes = []
     real = Replicas._forward
     monkeypatch.setattr(Replicas, "_forward",
                         lambda self, *a: split_passes.append(1) or real(self, *a))
     text = TINY.replace("    - {type: dropout, p: 0.3}\n", "").replace("seed: 3", "seed: 3\n  dtype: float64")
+    if batch_norm:
+        text = text.replace("    - {type: relu}\n", "    - {type: batchnorm2d, name: bn}\n"
+                                                   "    - {type: relu}\n", 1)
     runs = {}
     for k in (1, 2):
         t, result = train(config(tmp_path, f"train.processes={k}", text=text), tmp_path / f"p{k}")
         assert t.processes == k and t.model._replicas is None  # closed after the run
         runs[k] = weights(tmp_path / f"p{k}" / "checkpoints" / "last.safetensors"), result
+    assert ("bn.running_var" in runs[1][0]) == batch_norm
     for name, w in runs[1][0].items():
         np.testing.assert_allclose(runs[2][0][name], w, rtol=1e-9, atol=1e-11, err_msg=name)
     assert runs[2][1]["test"]["accuracy"] == runs[1][1]["test"]["accuracy"]
     assert len(split_passes) >= 2 * 5  # every training step of 2 epochs, and evaluations
 
 
-def test_processes_with_batch_norm_is_a_config_error(tmp_path):
-    text = TINY.replace("    - {type: relu}\n", "    - {type: batchnorm2d}\n    - {type: relu}\n", 1)
-    with pytest.raises(UserError, match="train.processes: 2 cuts each batch"):
-        Trainer(config(tmp_path, "train.processes=2", text=text), tmp_path / "bn", Quiet())
+def test_processes_with_dropout_is_a_config_error(tmp_path):
+    with pytest.raises(UserError, match="train.processes: 2 cuts each batch.*has dropout, "
+                                        "which draws one mask"):
+        Trainer(config(tmp_path, "train.processes=2"), tmp_path / "dropout", Quiet())

@@ -84,11 +84,15 @@ class RF:
 
 @dataclass
 class Context:
-    """Per-call settings: training mode and the dropout generator."""
+    """Per-call settings: training mode, the dropout generator, and where the batch is cut
+    over processes the sum across its shares (``replicas.CrossShares``: ``total(partial)``
+    adds a per-share array over every share, ``count(m)`` scales a per-share count to the
+    batch's), through which batch norm takes the whole batch's statistics."""
 
     train: bool = False
     rng: Any = None
     freeze_stats: bool = False  # batch norm keeps its running statistics (extra passes)
+    shares: Any = None
 
 
 class Layer(BaseModel):
@@ -174,6 +178,16 @@ class Layer(BaseModel):
         dropout's draws are not; a container is separable where all its layers are."""
         children = getattr(self, "children", None)
         return all(c.separable(train) for _, c in children()) if children else True
+
+    def splittable(self, train: bool) -> bool:
+        """Whether a batch may be cut into shares computed in separate processes
+        (``replicas``) with the same result: separable layers, and those whose coupling is
+        a sum the shares add up through ``Context.shares`` (batch statistics). A container
+        is splittable where all its layers are."""
+        children = getattr(self, "children", None)
+        if children:
+            return all(c.splittable(train) for _, c in children())
+        return self.separable(train)
 
     def has_trainable(self) -> bool:
         """Whether backward yields parameter gradients (False also when frozen)."""

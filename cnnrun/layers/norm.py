@@ -63,22 +63,31 @@ class BatchNorm(ParamLayer):
                     g.const(p["running_mean"], "mean"), g.const(p["running_var"], "var"),
                     epsilon=self.eps)
 
+    def splittable(self, train):
+        return True  # a batch's statistics are sums: the shares add theirs (Context.shares)
+
     def forward(self, p, x, ctx):
         xp = get_array_module(x)
         C = x.shape[0]
         x2 = x.reshape(C, -1)  # (C, everything else): statistics run along rows
-        M = x2.shape[1]
         use_batch = ctx.train or not self.track_running_stats
+        across = ctx.shares if use_batch else None  # the batch is cut over processes
+        M = x2.shape[1] if across is None else across.count(x2.shape[1])  # the whole batch's
         xc, y = xp.empty_like(x2), xp.empty_like(x2)
         mean, var, inv_std = (xp.empty(C, dtype=x.dtype) for _ in range(3))
         eps = x.dtype.type(self.eps)
+        if across is not None:  # the statistics first, over every share, as one process has them
+            mean[:] = across.total(row_sums(x2)) / M
+            xp.subtract(x2, mean[:, None], out=xc)
+            var[:] = across.total(row_dots(xc, xc)) / M
 
         def part(c):  # channels c: each channel's statistics are its own
             xc_c, y_c = xc[c], y[c]
-            mean[c] = row_sums(x2[c]) / M if use_batch else p["running_mean"][c]
-            xp.subtract(x2[c], mean[c][:, None], out=xc_c)
-            # biased variance, from the centred values
-            var[c] = row_dots(xc_c, xc_c) / M if use_batch else p["running_var"][c]
+            if across is None:
+                mean[c] = row_sums(x2[c]) / M if use_batch else p["running_mean"][c]
+                xp.subtract(x2[c], mean[c][:, None], out=xc_c)
+                # biased variance, from the centred values
+                var[c] = row_dots(xc_c, xc_c) / M if use_batch else p["running_var"][c]
             s = inv_std[c] = 1.0 / (var[c] + eps) ** 0.5
             # The centred x − μ is kept for the backward pass, not x̂ = (x − μ)·s: scaling
             # it in place and then by γ took two more passes than y = (x − μ)·(s·γ).
@@ -88,7 +97,7 @@ class BatchNorm(ParamLayer):
         parallel.by_channels(part, x2)
         if use_batch and ctx.train and self.track_running_stats and not ctx.freeze_stats:
             self._update_running(p, mean, var, M)
-        return y.reshape(x.shape), (xc.reshape(x.shape), inv_std, use_batch)
+        return y.reshape(x.shape), (xc.reshape(x.shape), inv_std, use_batch, across)
 
     def _update_running(self, p, mean, var, count):
         m = self.momentum
@@ -99,20 +108,27 @@ class BatchNorm(ParamLayer):
         p["running_var"] += m * unbiased
 
     def backward(self, p, cache, gy, need_gx=True):
-        xc, inv_std, use_batch = cache
+        xc, inv_std, use_batch, across = cache
         xp = get_array_module(gy)
         C = gy.shape[0]
         g2, c2 = gy.reshape(C, -1), xc.reshape(C, -1)  # (C, everything else)
-        M = g2.shape[1]
+        M = g2.shape[1] if across is None else across.count(g2.shape[1])
+        # Σ gy and Σ gy·(x − μ) per channel are the parameter gradients and, over the
+        # whole batch, the two means the input gradient subtracts: one pass each.
         g_bias, g_weight = xp.empty(C, dtype=gy.dtype), xp.empty(C, dtype=gy.dtype)
+        # The whole batch's two sums (this share's where the batch is not cut): its
+        # parameter gradients stay this share's own, which replicas.sum_gradients adds.
+        batch_bias, batch_gxc = g_bias, g_weight
         scale = inv_std * p["weight"] if self.affine else inv_std  # ∂y/∂x̂ · ∂x̂/∂x
         gx = xp.empty_like(g2) if need_gx else None
+        if across is not None:
+            g_bias[:], g_weight[:] = row_sums(g2), row_dots(g2, c2)
+            batch_bias, batch_gxc = xp.split(across.total(xp.concatenate([g_bias, g_weight])), 2)
 
         def part(c):  # channels c
-            # Σ gy and Σ gy·x̂ per channel are both the parameter gradients and the two
-            # means the input gradient subtracts: one pass over the data each.
-            g_bias[c] = row_sums(g2[c])
-            g_weight[c] = row_dots(g2[c], c2[c]) * inv_std[c]
+            if across is None:
+                g_bias[c] = row_sums(g2[c])
+                g_weight[c] = row_dots(g2[c], c2[c])
             if gx is None:
                 return
             gx_c = gx[c]
@@ -122,11 +138,12 @@ class BatchNorm(ParamLayer):
             # The batch statistics depend on x: subtract the mean gradient and its
             # projection on x̂ = (x − μ)·s (the standard batch-norm backward), as
             # gx = scale·(gy − (x − μ)·s·mean(gy·x̂) − mean(gy)), in place in gx.
-            xp.multiply(c2[c], (inv_std[c] * g_weight[c] / M)[:, None], out=gx_c)
-            gx_c += (g_bias[c] / M)[:, None]
+            xp.multiply(c2[c], (inv_std[c] ** 2 * batch_gxc[c] / M)[:, None], out=gx_c)
+            gx_c += (batch_bias[c] / M)[:, None]
             xp.subtract(g2[c], gx_c, out=gx_c)
             gx_c *= scale[c][:, None]
         parallel.by_channels(part, g2)
+        g_weight *= inv_std  # Σ gy·x̂
         grads = {"weight": g_weight, "bias": g_bias} if (self.affine and self.trainable) else {}
         return (None if gx is None else gx.reshape(gy.shape)), grads
 
@@ -173,7 +190,7 @@ class BatchNorm(ParamLayer):
 
 def _normalised(cache):
     """The forward's cache with x̂ = (x − μ)·s in place of the centred x − μ."""
-    xc, inv_std, use_batch = cache
+    xc, inv_std, use_batch, _ = cache
     col = (slice(None),) + (None,) * (xc.ndim - 1)
     return xc * inv_std[col], inv_std, use_batch
 
