@@ -1,6 +1,6 @@
 """A worker process of ``replicas``: one share of each pass, on one core.
 
-    python -m cnnrun.replica_worker      # started by replicas._Worker, never by hand
+    python -m cnnrun.replica_worker      # started by replica_pipes.Worker, never by hand
 
 Commands arrive as JSON lines on stdin and each gets one JSON line back on the
 original stdout (stray prints are sent to stderr so they cannot break the protocol):

@@ -35,22 +35,20 @@ processes.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import weakref
-from pathlib import Path
 
 import numpy as np
 
 from .backend import get_array_module, is_numpy
-from .errors import RunFailed, UserError
+from .errors import UserError
 from .layers import Context
 from .model import flatten, leaves, unflatten
 from .ops import parallel  # parallel.num_workers is read at call time (tests set it)
 from .ops.parallel import solo
+from .replica_pipes import CrossShares, Worker, shut_down
 from .shared_block import SharedBlock
+
+__all__ = ["CrossShares", "Replicas", "SplitCache", "processes_for", "shares", "sum_gradients"]
 
 MIN_SHARE_MACS = 4_000_000  # per share and pass under "auto" (LeNet-5: ~10 samples)
 STATE_BYTES = 16 << 20  # "auto" copies the state into shared memory each pass: at most this
@@ -81,31 +79,6 @@ def sum_gradients(own: dict, others) -> dict:
     return total
 
 
-class CrossShares:
-    """This process's end of the sums across a split pass's shares (``Context.shares``):
-    each worker reaches the same layer in the same order, writes its partial sum into its
-    block and says so; this process adds them to its own in share order, so every process
-    gets the same total, and hands it back. One round trip per sum (~40 µs): batch norm
-    takes three per layer and step. Across machines this is an MPI allreduce."""
-
-    def __init__(self, workers, n: int, batch: int):
-        self.workers, self.n, self.batch = workers, n, batch
-
-    def count(self, m: int) -> int:
-        """A count over this share (m per channel, from n samples) as the whole batch's."""
-        return m // self.n * self.batch
-
-    def total(self, partial):
-        total = partial.copy()
-        for w in self.workers:
-            w.expect_sum()
-            total += w.io.array("sum", partial.shape)
-        for w in self.workers:
-            np.copyto(w.io.array("sum", partial.shape), total)
-            w.send({"op": "sum"})
-        return total
-
-
 class SplitCache:
     """What a split pass's backward needs: this process's own cache and the shares."""
 
@@ -124,7 +97,7 @@ class Replicas:
 
     def __init__(self, model, processes: int, forced: bool = False):
         self.model, self.k, self.forced = model, processes, forced
-        self._workers: list[_Worker] = []
+        self._workers: list[Worker] = []
         self._state_block: SharedBlock | None = None
         self._signature = None  # the state's (name, shape, dtype) the workers were given
         self._pass = 0
@@ -133,7 +106,7 @@ class Replicas:
         self._sum_size = 2 * max(shape[0] for _, _, shape in leaves(model.root,
                                                                      model.input_shape))
         self._macs = model.macs()  # per sample; the layers are frozen (10 µs a call)
-        self._finalizer = weakref.finalize(self, _shut_down, self._workers)
+        self._finalizer = weakref.finalize(self, shut_down, self._workers)
 
     def takes(self, x, train: bool) -> bool:
         """Whether this pass is cut into shares."""
@@ -235,11 +208,11 @@ class Replicas:
         self.close()
         self._signature = signature
         self._state_block = SharedBlock.create(signature)
-        self._finalizer = weakref.finalize(self, _shut_down, self._workers)
+        self._finalizer = weakref.finalize(self, shut_down, self._workers)
         init = {"op": "init", "layers": self.model.root.model_dump(mode="json"),
                 "input_shape": list(self.model.input_shape),
                 "state": self._state_block.describe()}
-        self._workers.extend(_Worker() for _ in range(self.k - 1))
+        self._workers.extend(Worker() for _ in range(self.k - 1))
         try:
             for w in self._workers:
                 w.send(init)
@@ -251,80 +224,3 @@ class Replicas:
     def _ask(self, w, message) -> dict:
         w.send(message)
         return w.reply()
-
-
-def _shut_down(workers) -> None:
-    for w in workers:
-        w.close()
-    workers.clear()
-
-
-class _Worker:
-    """One worker process, its pipes and its shared block of shares and gradients."""
-
-    def __init__(self):
-        import cnnrun
-        env = {**os.environ, "CNNRUN_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               # the same cnnrun as this process's, wherever it was imported from
-               "PYTHONPATH": os.pathsep.join([str(Path(cnnrun.__file__).parent.parent),
-                                              os.environ.get("PYTHONPATH", "")])}
-        self.proc = subprocess.Popen([sys.executable, "-m", "cnnrun.replica_worker"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self.io: SharedBlock | None = None
-        self.room, self.dtype = 0, None  # the largest share its block holds, and its dtype
-
-    def fit(self, entries, room: int, dtype) -> None:
-        """Give the worker a new block, laid out by entries, for shares up to ``room``."""
-        if self.io is not None:
-            self.io.close()
-        self.io = SharedBlock.create(entries)
-        self.room, self.dtype = room, dtype
-        try:
-            self.send({"op": "io", "block": self.io.describe()})
-            self.reply()
-        finally:
-            self.io.unlink()
-
-    def send(self, message: dict) -> None:
-        try:
-            self.proc.stdin.write((json.dumps(message) + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise RunFailed(self._gone()) from None
-
-    def expect_sum(self) -> None:
-        """Wait for the worker's partial sum (``CrossShares``), in the middle of a pass."""
-        if "sum" not in self.reply():
-            raise RunFailed("a worker process (train.processes) finished its share of a pass "
-                            "where this process expected a sum across the shares from it: "
-                            "the processes ran different layers. Set train.processes: 1.")
-
-    def reply(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RunFailed(self._gone())
-        answer = json.loads(line)
-        if "error" in answer:
-            raise RunFailed(f"a worker process (train.processes) failed: {answer['error']}. "
-                            "Set train.processes: 1 to run in this process and see the "
-                            "error where it happens.")
-        return answer
-
-    def _gone(self) -> str:
-        code = self.proc.poll()
-        return (f"a worker process (train.processes) exited with code {code} in the middle of "
-                "a pass; its error, if any, is above. Set train.processes: 1 to run in this "
-                "process alone.")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()  # end of input: the worker leaves its loop
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        if self.io is not None:
-            self.io.close()
-            self.io = None
