@@ -19,7 +19,19 @@ from .errors import RunFailed
 from .shared_block import SharedBlock
 
 
-class CrossShares:
+class ShareSums:
+    """What both ends of the sums across a split pass's shares know: this share's n
+    samples of the whole batch's, so a per-share count scales to the batch's."""
+
+    def __init__(self, n: int, batch: int):
+        self.n, self.batch = n, batch
+
+    def count(self, m: int) -> int:
+        """A count over this share (m per channel, from n samples) as the whole batch's."""
+        return m // self.n * self.batch
+
+
+class CrossShares(ShareSums):
     """This process's end of the sums across a split pass's shares (``Context.shares``):
     each worker reaches the same layer in the same order, writes its partial sum into its
     block and says so; this process adds them to its own in share order, so every process
@@ -27,11 +39,8 @@ class CrossShares:
     takes three per layer and step. Across machines this is an MPI allreduce."""
 
     def __init__(self, workers, n: int, batch: int):
-        self.workers, self.n, self.batch = workers, n, batch
-
-    def count(self, m: int) -> int:
-        """A count over this share (m per channel, from n samples) as the whole batch's."""
-        return m // self.n * self.batch
+        super().__init__(n, batch)
+        self.workers = workers
 
     def total(self, partial):
         total = partial.copy()

@@ -20,16 +20,15 @@ import os
 import signal
 import sys
 
+from .replica_pipes import ShareSums
 
-class SharesSum:
-    """A worker's end of ``replicas.CrossShares``: its partial sum out, the total back."""
+
+class SharesSum(ShareSums):
+    """A worker's end of ``replica_pipes.CrossShares``: its partial sum out, the total back."""
 
     def __init__(self, io, commands, replies, n: int, batch: int):
+        super().__init__(n, batch)
         self.io, self.commands, self.replies = io, commands, replies
-        self.n, self.batch = n, batch
-
-    def count(self, m: int) -> int:
-        return m // self.n * self.batch
 
     def total(self, partial):
         self.io.array("sum", partial.shape)[...] = partial
@@ -46,10 +45,10 @@ class Replica:
     """The model, the state and the share buffers of one worker."""
 
     def __init__(self, message, commands, replies):
-        self.commands, self.replies = commands, replies
         from .layers.containers import Sequential
         from .model import Model, unflatten
         from .shared_block import SharedBlock
+        self.commands, self.replies = commands, replies
         root = Sequential.model_validate(message["layers"])
         self.model = Model(root, tuple(message["input_shape"]))
         self.state_block = SharedBlock.attach(**message["state"])

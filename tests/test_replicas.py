@@ -227,7 +227,7 @@ def _couples(leaf, train):
     """The samples a leaf ties together: batch statistics, or one draw for the batch."""
     if leaf.type.startswith("batchnorm"):
         return train or not leaf.track_running_stats
-    return leaf.type == "dropout" and train and leaf.p > 0
+    return _draws(leaf, train)
 
 
 def _draws(leaf, train):
