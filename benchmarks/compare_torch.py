@@ -44,9 +44,9 @@ def make_step(engine: str, config: str, batch: int, mode: str):
     resident memory of the processes it started (0 for none)."""
     import numpy as np
 
-    from cnnrun.allocator import keep_freed_memory
+    from cnnrun.ops.allocator import keep_freed_memory
     from cnnrun.config import load_config
-    from cnnrun.model import Model, flatten
+    from cnnrun.engine.model import Model, flatten
     cfg = load_config(ROOT / "configs" / f"{config}.yaml")
     model = Model(cfg.model.layers, cfg.model.input_shape)
     state = model.init(seed=0)
@@ -71,10 +71,11 @@ def make_step(engine: str, config: str, batch: int, mode: str):
         return step, lambda: 0.0
     else:
         from cnnrun.config.schema import SGD
-        from cnnrun.layout import to_engine
+        from cnnrun.engine.parallel.replicas import use_processes, workers_peak_rss_mb
+        from cnnrun.ops.layout import to_engine
         from cnnrun.optim import build_optimizer
         keep_freed_memory()
-        model.use_processes(cfg.train.processes)  # as cnnrun train would
+        use_processes(model, cfg.train.processes)  # as cnnrun train would
         flat = flatten(state)
         opt = build_optimizer(SGD(lr=0.01, momentum=0.9), sorted(model.trainable_names()))
         loss = cfg.train.loss
@@ -87,14 +88,14 @@ def make_step(engine: str, config: str, batch: int, mode: str):
                 _, g = loss.value_and_grad(out, y)
                 _, grads = model.backward(state, cache, g)
                 opt.step(flat, flatten(grads), 0.01)
-        return step, model.worker_peak_rss_mb
+        return step, lambda: workers_peak_rss_mb(model)
 
 
 def serve(engine: str, config: str, batch: int, mode: str) -> None:
     """A worker process: builds the step, then answers the driver's commands on stdin,
     one JSON line each: ``warm``, ``run SECONDS`` (steps and seconds taken), ``quit``
     (peak resident memory)."""
-    from cnnrun.bench import peak_rss_mb
+    from cnnrun.ops.allocator import peak_rss_mb
     step, workers_rss_mb = make_step(engine, config, batch, mode)
     _reply({})
     for line in sys.stdin:
@@ -134,8 +135,8 @@ def check_outputs_agree(config: str) -> float:
     from torch_model import build, copy_weights
 
     from cnnrun.config import load_config
-    from cnnrun.layout import to_engine
-    from cnnrun.model import Model, flatten
+    from cnnrun.ops.layout import to_engine
+    from cnnrun.engine.model import Model, flatten
     cfg = load_config(ROOT / "configs" / f"{config}.yaml")
     model = Model(cfg.model.layers, cfg.model.input_shape)
     state = model.init(seed=0)
@@ -211,7 +212,7 @@ def machine() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     import numpy as np
-    from cnnrun.blas import blas_info, cpu_model, describe
+    from cnnrun.ops.blas import blas_info, cpu_model, describe
     cpu = cpu_model() or platform.machine()  # not Linux: the architecture only
     info = blas_info()
     try:

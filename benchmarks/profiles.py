@@ -29,7 +29,7 @@ def _operands(shapes) -> str:
 
 
 def cnnrun_rows(config: str, batch: int, steps: int) -> list[dict]:
-    from cnnrun.bench import bench
+    from cnnrun.tools.bench import bench
     from cnnrun.config import load_config
     return bench(load_config(ROOT / "configs" / f"{config}.yaml"), batch, steps,
                  warmup=2, profile=True)["profile"]
@@ -45,7 +45,7 @@ def torch_rows(config: str, batch: int, steps: int) -> list[dict]:
     from torch_model import training_twin
 
     from cnnrun.config import load_config
-    from cnnrun.model import Model, flatten
+    from cnnrun.engine.model import Model, flatten
     cfg = load_config(ROOT / "configs" / f"{config}.yaml")
     model = Model(cfg.model.layers, cfg.model.input_shape)
     rng = np.random.default_rng(0)

@@ -2,6 +2,7 @@
 
 UserError: bad input (config, file, argument, unreadable checkpoint) → exit 2.
 RunFailed: the input was fine but the run went wrong (e.g. the loss became NaN) → exit 1.
+Interrupted: Ctrl-C stopped a run after saving what it had → exit 130.
 Both carry a one-paragraph message that says where the problem is and what to do.
 """
 
@@ -16,3 +17,9 @@ class UserError(CnnrunError):
 
 class RunFailed(CnnrunError):
     exit_code = 1
+
+
+class Interrupted(CnnrunError):
+    """Ctrl-C during training; a checkpoint was saved first."""
+
+    exit_code = 130

@@ -1,12 +1,25 @@
-"""A small name → class registry (in the manner of fvcore's).
+"""A small name → class registry (in the manner of fvcore's), one per declared kind: layers,
+optimizers, schedules, losses.
 
 A duplicate name is an error naming the registry; an unknown name lists
-what exists, so a typo in a config gets a useful answer.
+what exists, so a typo in a config gets a useful answer. ``union()`` is the
+discriminated union of the registered config classes on their ``type`` tag:
+the schema is built from the registry, so it cannot forget a type.
 """
 
 from __future__ import annotations
 
 import difflib
+from typing import Annotated, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Declared(BaseModel):
+    """Base of a declared kind's config class: unknown keys are errors, and the validator is
+    built on first use (``defer_build``), not at import, which keeps ``cnnrun --help`` fast."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Registry:
@@ -40,6 +53,11 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def union(self):
+        """The registered classes as one union, discriminated on ``type``, in the order they
+        were declared (the JSON schema and error messages list them so)."""
+        return Annotated[Union[tuple(self._items.values())], Field(discriminator="type")]
 
 
 LAYERS = Registry("layer type")

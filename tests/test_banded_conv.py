@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from cnnrun.gradcheck import check_layer
+from cnnrun.tools.gradcheck import check_layer
 from cnnrun.ops import conv as oc
 from cnnrun.ops import conv_grad as ocg
 from cnnrun.ops import parallel
@@ -233,7 +233,7 @@ def test_a_pass_learns_its_thread_mode_and_gives_blas_its_threads_back(banded):
     """A model whose convolutions work in bands runs BLAS on one thread (its spinning threads
     would take the cores from the band workers); one whose matrices are all small does not
     split anything. Either way BLAS has its threads back after the pass."""
-    from cnnrun.model import Model
+    from cnnrun.engine.model import Model
     model = Model([{"type": "conv2d", "out_channels": 4, "kernel_size": 3},
                    {"type": "flatten"}, {"type": "linear", "out_features": 3}], (2, 8, 8))
     state = model.init(seed=0, dtype=np.float64)
@@ -275,8 +275,8 @@ def test_summary_counts_what_a_convolution_keeps(kernel, padding, stride, kept):
     weight gradient reads the input's columns, its padded input; never a column matrix
     (they are rebuilt band by band). The estimate follows what the forward really keeps."""
     from cnnrun.config.schema import TrainConfig
-    from cnnrun.model import Model
-    from cnnrun.summary import summarize
+    from cnnrun.engine.model import Model
+    from cnnrun.tools.summary import summarize
     conv = {"type": "conv2d", "name": "c", "out_channels": 4, "kernel_size": kernel,
             "padding": padding, "stride": stride}
     model = Model([{"type": "relu"}, conv, {"type": "flatten"},

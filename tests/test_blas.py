@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnnrun import blas
+from cnnrun.ops import blas
 from cnnrun.cli import app
 
 LENET = Path(__file__).parent.parent / "configs" / "lenet5.yaml"

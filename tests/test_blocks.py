@@ -8,7 +8,7 @@ import pytest
 from cnnrun.config import load_config
 from cnnrun.config.blocks import arithmetic
 from cnnrun.errors import UserError
-from cnnrun.gradcheck import check_layer
+from cnnrun.tools.gradcheck import check_layer
 from cnnrun.layers import RF
 from test_receptive_field import supports
 

@@ -82,7 +82,7 @@ def test_schema_modules_keep_their_annotations_live():
     a string at every start (~20 ms of `cnnrun summary`)."""
     import __future__
 
-    from cnnrun import losses
+    from cnnrun.engine import losses
     from cnnrun.config import schema
     from cnnrun.layers import LAYER_MODULES
     postponed = [m.__name__ for m in (*LAYER_MODULES, schema, losses)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cnnrun.gradcheck import numeric_grad
+from cnnrun.tools.gradcheck import numeric_grad
 from cnnrun.layers import Context
 from conftest import build
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from cnnrun.config import load_config
-from cnnrun.layout import to_engine
-from cnnrun.model import Model, flatten
-from cnnrun.summary import summarize
+from cnnrun.ops.layout import to_engine
+from cnnrun.engine.model import Model, flatten
+from cnnrun.tools.summary import summarize
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -124,11 +124,12 @@ def test_resnet_and_densenet_names_follow_torchvision():
 
 def test_wu_extents_for_pool5_match_his_vgg16_table():
     """Wu (2017), VGG-16 table, 'r. size': the extent in each layer's input for one pool5 unit."""
-    from cnnrun.summary import extents_to_target, leaf_chain
+    from cnnrun.engine.state import sequential_leaves
+    from cnnrun.tools.summary import extents_to_target
     cfg = load_config(Path(__file__).parent.parent / "configs" / "vgg16.yaml")
     model = Model(cfg.model.layers, cfg.model.input_shape)
     ext = extents_to_target(model, "pool5")
-    order = [n for n, _, _ in leaf_chain(model.root, model.input_shape)]
+    order = [n for n, _, _ in sequential_leaves(model.root, model.input_shape)]
     got = [ext[n][0] for n in order if n in ext]
     assert got == [212, 210, 210, 208, 208, 104, 102, 102, 100, 100, 50, 48, 48, 46, 46, 44, 44,
                    22, 20, 20, 18, 18, 16, 16, 8, 6, 6, 4, 4, 2, 2]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cnnrun.layers import Context
-from cnnrun.layout import to_engine
+from cnnrun.ops.layout import to_engine
 from conftest import EXAMPLES, build
 
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from cnnrun.backend import cupy_available, get_backend, to_numpy
+from cnnrun.ops.backend import cupy_available, get_backend, to_numpy
 from cnnrun.layers import Context
-from cnnrun.layout import to_engine
-from cnnrun.model import flatten
+from cnnrun.ops.layout import to_engine
+from cnnrun.engine.model import flatten
 from conftest import EXAMPLES, build
 
 pytestmark = [pytest.mark.gpu,

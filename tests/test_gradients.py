@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cnnrun.gradcheck import check_layer
+from cnnrun.tools.gradcheck import check_layer
 from conftest import EXAMPLES, build
 
 POSITIVE = {"lp_pool2d"}  # x^p needs x > 0

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from cnnrun.gradcheck import dodge_kinks
+from cnnrun.tools.gradcheck import dodge_kinks
 from cnnrun.layers import Context
-from cnnrun.layout import to_engine
-from cnnrun.losses import CrossEntropy, SquaredError
-from cnnrun.model import _trainable, flatten, unflatten
+from cnnrun.ops.layout import to_engine
+from cnnrun.engine.losses import CrossEntropy, SquaredError
+from cnnrun.engine.state import flatten, trainable_shapes, unflatten
 from conftest import EXAMPLES, build
 from test_model import lenet
 
@@ -19,7 +19,7 @@ def _setup(type_name, cfg, shape, seed=0):
     rng = np.random.default_rng(seed)
     layer = build(type_name, cfg)
     state = layer.init_state(shape, rng)
-    trainable = set(flatten(_trainable(layer, shape)))
+    trainable = set(flatten(trainable_shapes(layer, shape)))
     for name, arr in flatten(state).items():
         if name in trainable:
             arr[...] = rng.normal(0, 0.7, arr.shape)
@@ -136,7 +136,7 @@ def test_hessian_is_symmetric():
 def test_linear_layer_with_squared_error_has_hessian_xtx():
     from pydantic import TypeAdapter
     from cnnrun.layers import AnyLayer
-    from cnnrun.model import Model
+    from cnnrun.engine.model import Model
     rng = np.random.default_rng(0)
     model = Model(TypeAdapter(list[AnyLayer]).validate_python(
         [{"type": "linear", "out_features": 3, "bias": False}]), (5,))
@@ -155,7 +155,7 @@ def test_gauss_newton_is_positive_semidefinite():
 
 
 def test_lanczos_and_hutchinson_on_a_known_spectrum():
-    from cnnrun.hessian import hutchinson_trace, lanczos_top
+    from cnnrun.tools.hessian import hutchinson_trace, lanczos_top
     rng = np.random.default_rng(0)
     Q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
     eig = np.concatenate([[9.0, 5.0, 3.0], rng.uniform(-1, 1, 37)])
@@ -200,8 +200,8 @@ def test_sdlm_update_by_hand():
 def test_gauss_newton_diagonal_estimate_converges_to_the_exact_diagonal():
     from pydantic import TypeAdapter
     from cnnrun.layers import AnyLayer
-    from cnnrun.model import Model
-    from cnnrun.optim.optimizers import estimate_gn_diagonal
+    from cnnrun.engine.model import Model
+    from cnnrun.optim.curvature import estimate_gn_diagonal
     rng = np.random.default_rng(0)
     model = Model(TypeAdapter(list[AnyLayer]).validate_python(
         [{"type": "linear", "out_features": 2}]), (3,))
@@ -242,7 +242,7 @@ def test_sdlm_training_resumes_bit_for_bit(tmp_path):
 def test_hv_on_resnet20_with_batch_norm_matches_finite_differences():
     from pathlib import Path
     from cnnrun.config import load_config
-    from cnnrun.model import Model
+    from cnnrun.engine.model import Model
     cfg = load_config(Path(__file__).parent.parent / "configs" / "resnet20-cifar10.yaml",
                       ["model.input_shape=[3, 8, 8]"])
     model = Model(cfg.model.layers, cfg.model.input_shape)

@@ -100,7 +100,7 @@ def test_ensemble_and_ten_crops(run):
 
 
 def test_ten_crops_are_the_corners_centre_and_mirrors():
-    from cnnrun.analysis import ten_crops
+    from cnnrun.train.evaluate import ten_crops
     x = np.arange(2 * 1 * 4 * 5, dtype=np.float32).reshape(2, 1, 4, 5)
     c = ten_crops(x, (2, 3))
     assert c.shape == (10, 2, 1, 2, 3)
@@ -131,7 +131,7 @@ def test_embed_names_a_missing_layer(run):
 
 
 def test_nearest_matches_brute_force():
-    from cnnrun.analysis import nearest
+    from cnnrun.tools.analysis import nearest
     rng = np.random.default_rng(0)
     q, p = rng.normal(size=(5, 4)), rng.normal(size=(30, 4))
     idx, dist = nearest(q, p, 3)
@@ -141,8 +141,8 @@ def test_nearest_matches_brute_force():
 
 
 def test_maximize_raises_the_units_activation(run, tmp_path):
-    from cnnrun.analysis import maximize
-    from cnnrun.inference import load_trained
+    from cnnrun.tools.analysis import maximize
+    from cnnrun.train.trained import load_trained
     tr = load_trained(best(run))
     rises = [h[-1] - h[0] for h in (maximize(tr.model, tr.state, "conv2", u, steps=40)[1]
                                     for u in range(4))]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cnnrun.gradcheck import numeric_grad
-from cnnrun.losses import CrossEntropy, SquaredError
+from cnnrun.tools.gradcheck import numeric_grad
+from cnnrun.engine.losses import CrossEntropy, SquaredError
 
 LABELS = np.array([2, 0, 1])
 

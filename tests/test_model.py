@@ -5,9 +5,9 @@ import pytest
 from pydantic import TypeAdapter
 
 from cnnrun.layers import AnyLayer, ShapeError
-from cnnrun.layout import to_engine
-from cnnrun.losses import CrossEntropy
-from cnnrun.model import Model, flatten, unflatten
+from cnnrun.ops.layout import to_engine
+from cnnrun.engine.losses import CrossEntropy
+from cnnrun.engine.model import Model, flatten, unflatten
 
 LENET = [
     {"type": "conv2d", "name": "conv1", "out_channels": 6, "kernel_size": 5, "padding": 2},

@@ -7,8 +7,8 @@ import pytest
 
 from cnnrun.config import load_config
 from cnnrun.export.graph import ExportError
-from cnnrun.layout import to_engine, to_external
-from cnnrun.model import Model, flatten
+from cnnrun.ops.layout import to_engine, to_external
+from cnnrun.engine.model import Model, flatten
 from conftest import EXAMPLES
 
 onnx = pytest.importorskip("onnx")

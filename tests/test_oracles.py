@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import oracles
 from cnnrun.layers import Context
-from cnnrun.layout import to_engine, to_external
+from cnnrun.ops.layout import to_engine, to_external
 from cnnrun.ops.spatial import windows
 from conftest import build
 

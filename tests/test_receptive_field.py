@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cnnrun.layers import RF, Context
-from cnnrun.layout import to_engine
+from cnnrun.ops.layout import to_engine
 from conftest import EXAMPLES, build
 
 NO_POSITIONS = {"conv_transpose2d", "upsample2d", "adaptive_avgpool2d"}  # fractional jumps

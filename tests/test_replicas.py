@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from cnnrun.errors import RunFailed, UserError
-from cnnrun.model import Model, flatten
-from cnnrun.replicas import Replicas, processes_for, shares, sum_gradients
-from cnnrun.shared_block import ALIGN, SharedBlock, layout
+from cnnrun.engine.model import Model, flatten
+from cnnrun.engine.parallel.replicas import (Replicas, processes_for, shares, sum_gradients,
+                                            use_processes)
+from cnnrun.engine.parallel.shared_block import ALIGN, SharedBlock, layout
 
 from conftest import EXAMPLES, build
 
@@ -36,7 +37,7 @@ def _net(layers=SMALL_NET, shape=(2, 10, 10), dtype="float64"):
 def split_net():
     """The small net in float64, cut over two processes; the workers stopped afterwards."""
     model, state = _net()
-    model.use_processes(2)
+    use_processes(model, 2)
     yield model, state, np.ones((2, 10, 10, 4))
     model.close()
 
@@ -53,10 +54,10 @@ def test_a_split_pass_equals_one_process(processes, batch):
     model, state = _net()
     x = np.random.default_rng(0).standard_normal((2, 10, 10, batch))
     want = _pass(model, state, x)
-    assert model.use_processes(processes) == processes
+    assert use_processes(model, processes) == processes
     try:
         got = _pass(model, state, x)
-        assert model._replicas.owns(model.forward(state, x, train=True)[1])  # it did cut
+        assert model.runner.owns(model.forward(state, x, train=True)[1])  # it did cut
     finally:
         model.close()
     np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-13)
@@ -75,11 +76,11 @@ def test_batch_norm_across_processes_equals_one_process(processes, batch):
     one, split = copy.deepcopy(state), copy.deepcopy(state)
     want = _pass(model, one, x)
     want_eval = model.forward(one, x)[0]
-    model.use_processes(processes)
+    use_processes(model, processes)
     try:
         got = _pass(model, split, x)
         got_eval = model.forward(split, x)[0]
-        assert model._replicas.takes(x, True)
+        assert model.runner.takes(x, True)
     finally:
         model.close()
     for g, w in zip(got[:2], want[:2]):
@@ -99,7 +100,7 @@ def test_batch_norm_without_running_statistics_sums_in_evaluation_too():
     model, state = _net(layers)
     x = np.random.default_rng(4).standard_normal((2, 10, 10, 6))
     want = model.forward(state, x)[0]
-    model.use_processes(2)
+    use_processes(model, 2)
     try:
         got = model.forward(state, x)[0]
     finally:
@@ -110,10 +111,10 @@ def test_batch_norm_without_running_statistics_sums_in_evaluation_too():
 def test_a_failure_between_two_sums_stops_the_waiting_workers(monkeypatch):
     """This process fails after a worker sent its partial sum and waits for the total: the
     worker must not be left waiting, and the next pass starts afresh."""
-    from cnnrun.replicas import CrossShares
+    from cnnrun.engine.parallel.replicas import CrossShares
     model, state = _net(BN_NET)
     x = np.random.default_rng(1).standard_normal((2, 10, 10, 4))
-    model.use_processes(2)
+    use_processes(model, 2)
     real = CrossShares.total
 
     def failing(self, partial):
@@ -121,7 +122,7 @@ def test_a_failure_between_two_sums_stops_the_waiting_workers(monkeypatch):
         raise FloatingPointError("this process failed mid-pass")
     try:
         model.forward(state, x, train=True)  # the workers start
-        proc = model._replicas._workers[0].proc
+        proc = model.runner._workers[0].proc
         monkeypatch.setattr(CrossShares, "total", failing)
         with pytest.raises(FloatingPointError):
             model.forward(state, x, train=True)
@@ -138,7 +139,7 @@ def test_workers_read_the_parameters_as_they_are_at_each_pass():
     """The optimizer updates this process's arrays in place; a worker must see it."""
     model, state = _net()
     x = np.random.default_rng(1).standard_normal((2, 10, 10, 6))
-    model.use_processes(2)
+    use_processes(model, 2)
     try:
         first = model.forward(state, x)[0].copy()
         for a in flatten(state).values():
@@ -154,7 +155,7 @@ def test_workers_read_the_parameters_as_they_are_at_each_pass():
 def test_a_larger_batch_later_gets_a_larger_block_and_float32_stays_float32():
     model, state = _net(dtype="float32")
     rng = np.random.default_rng(2)
-    model.use_processes(2)
+    use_processes(model, 2)
     try:
         for n in (4, 12, 6):
             x = rng.standard_normal((2, 10, 10, n)).astype(np.float32)
@@ -176,7 +177,7 @@ def test_a_backward_of_an_older_pass_is_refused(split_net):
 def test_a_dead_worker_is_a_failed_run_with_what_to_do(split_net):
     model, state, x = split_net
     model.forward(state, x)
-    worker = model._replicas._workers[0]
+    worker = model.runner._workers[0]
     worker.proc.kill()
     worker.proc.wait()
     with pytest.raises(RunFailed, match=r"exited with code -9 .*train.processes: 1"):
@@ -187,9 +188,9 @@ def test_a_dead_worker_is_a_failed_run_with_what_to_do(split_net):
 
 def test_workers_stop_on_close():
     model, state = _net()
-    model.use_processes(2)
+    use_processes(model, 2)
     model.forward(state, np.ones((2, 10, 10, 4)))
-    proc = model._replicas._workers[0].proc
+    proc = model.runner._workers[0].proc
     model.close()
     assert proc.poll() == 0
 
@@ -255,10 +256,10 @@ def test_separable_layers_are_those_that_run_per_sample(type_name, cfg, shape):
         elif type_name.startswith("batchnorm"):
             assert not np.allclose(halves, whole)  # batch statistics: it must say so
         if layer.splittable(train) and not layer.separable(train):  # summed across shares
-            model.use_processes(2)
+            use_processes(model, 2)
             try:
                 split = model.forward(copy.deepcopy(state), x, train=train)[0]
-                assert model._replicas.takes(x, train)
+                assert model.runner.takes(x, train)
             finally:
                 model.close()
             np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-12)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnrun.layers import Context, ShapeError
-from cnnrun.layout import to_engine
+from cnnrun.ops.layout import to_engine
 from conftest import EXAMPLES, build
 
 
@@ -27,7 +27,7 @@ def test_shape_rule_equals_forward(type_name, cfg, shape):
 
 @pytest.mark.parametrize("type_name,cfg,shape", EXAMPLES)
 def test_param_shapes_equal_initialised_state(type_name, cfg, shape):
-    from cnnrun.model import flatten
+    from cnnrun.engine.model import flatten
     layer = build(type_name, cfg)
     state = flatten(layer.init_state(shape, np.random.default_rng(0)))
     expected = {**layer.param_shapes(shape), **layer.buffer_shapes(shape)}

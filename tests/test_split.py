@@ -4,7 +4,7 @@ shares must cover every channel once and give exactly what one call gives."""
 import numpy as np
 import pytest
 
-from cnnrun.gradcheck import check_layer
+from cnnrun.tools.gradcheck import check_layer
 from cnnrun.layers import LAYERS
 from cnnrun.layers.activations import Elementwise
 from cnnrun.layers.base import Context

@@ -8,9 +8,9 @@ inputs, which is what it is by definition.
 import numpy as np
 import pytest
 
-from cnnrun.gradcheck import check_layer
+from cnnrun.tools.gradcheck import check_layer
 from cnnrun.layers.conv import Conv2d
-from cnnrun.layout import to_external
+from cnnrun.ops.layout import to_external
 from cnnrun.ops import conv as oc
 from cnnrun.ops import conv_grad as ocg
 from cnnrun.ops import toeplitz

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from cnnrun.layers import LAYERS, Context
-from cnnrun.layout import to_engine, to_external
-from cnnrun.model import _trainable, flatten
+from cnnrun.ops.layout import to_engine, to_external
+from cnnrun.engine.state import flatten, trainable_shapes
 from conftest import EXAMPLES, build
 
 torch = pytest.importorskip("torch")
@@ -39,7 +39,7 @@ def test_forward_and_gradients_match_torch(type_name, cfg, shape, train):
     rng = np.random.default_rng(3)
     layer = build(type_name, cfg)
     state = layer.init_state(shape, rng)
-    trainable = _trainable(layer, shape)
+    trainable = trainable_shapes(layer, shape)
     for name, arr in flatten(state).items():  # random values, buffers too (var kept > 0)
         arr[...] = rng.uniform(0.5, 1.5, arr.shape) if "var" in name else rng.normal(size=arr.shape)
     x = rng.normal(size=(3, *shape))

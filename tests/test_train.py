@@ -222,7 +222,7 @@ def test_training_cut_over_two_processes_matches_one(tmp_path, monkeypatch, batc
     """train.processes: 2 trains the same network as one process, to float64 rounding,
     with its worker really used and stopped at the end; with batch norm, whose statistics
     the shares sum across the processes, the running statistics match too."""
-    from cnnrun.replicas import Replicas
+    from cnnrun.engine.parallel.replicas import Replicas
     split_passes = []
     real = Replicas._forward
     monkeypatch.setattr(Replicas, "_forward",
@@ -234,7 +234,7 @@ def test_training_cut_over_two_processes_matches_one(tmp_path, monkeypatch, batc
     runs = {}
     for k in (1, 2):
         t, result = train(config(tmp_path, f"train.processes={k}", text=text), tmp_path / f"p{k}")
-        assert t.processes == k and t.model._replicas is None  # closed after the run
+        assert t.processes == k and t.model.runner is None  # closed after the run
         runs[k] = weights(tmp_path / f"p{k}" / "checkpoints" / "last.safetensors"), result
     assert ("bn.running_var" in runs[1][0]) == batch_norm
     for name, w in runs[1][0].items():

@@ -8,12 +8,12 @@ here the threshold is lowered (``everywhere``) and the band size forced down.
 import numpy as np
 import pytest
 
-from cnnrun.gradcheck import check_layer
+from cnnrun.tools.gradcheck import check_layer
 from cnnrun.layers.conv import Conv2d
 from cnnrun.ops import conv as oc
 from cnnrun.ops import conv_grad as ocg
 from cnnrun.ops import toeplitz, winograd
-from cnnrun.layout import to_engine, to_external
+from cnnrun.ops.layout import to_engine, to_external
 from oracles import conv2d as conv2d_oracle
 
 PADS = [((1, 1), (1, 1)), ((0, 0), (0, 0)), ((2, 0), (1, 2)), ((2, 2), (2, 2))]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cnnrun.layers import Context
-from cnnrun.layout import to_engine, to_external
+from cnnrun.ops.layout import to_engine, to_external
 from conftest import build
 
 SLICE = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=float)

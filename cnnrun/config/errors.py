@@ -63,7 +63,7 @@ def message(e: dict, raw_loc) -> str:
     if kind == "missing":
         return "required, but missing"
     if kind == "extra_forbidden":
-        return f"unknown key{_suggest(raw_loc)}"
+        return _unknown_key(raw_loc)
     if kind == "union_tag_invalid":
         known = ", ".join(LAYERS.names()) if _is_layer_place(raw_loc) else ctx.get("expected_tags")
         close = difflib.get_close_matches(str(ctx.get("tag")), [k.strip(" '") for k in str(known).split(",")], n=1)
@@ -82,6 +82,18 @@ def _is_layer_place(loc) -> bool:
     return any(p in ("layers", "body", "shortcut", "branches") for p in loc)
 
 
+def _unknown_key(raw_loc) -> str:
+    """An unknown key; when it is a field of a sibling type of the same union (``momentum``
+    under ``type: sdlm``), say whose."""
+    key, owner = str(raw_loc[-1]), raw_loc[-2] if len(raw_loc) > 1 else None
+    siblings = _members_at(raw_loc[:-2]) if isinstance(owner, str) else []
+    if owner in {_tag(m) for m in siblings}:
+        belongs = [_tag(m) for m in siblings if key in getattr(m, "model_fields", {})]
+        if belongs:
+            return f"`{key}` is not a field of `{owner}` (it belongs to {', '.join(belongs)})"
+    return f"unknown key{_suggest(raw_loc)}"
+
+
 def _suggest(raw_loc) -> str:
     fields = _fields_at(raw_loc[:-1])
     close = difflib.get_close_matches(str(raw_loc[-1]), fields, n=1)
@@ -90,8 +102,8 @@ def _suggest(raw_loc) -> str:
     return f"; expected one of: {', '.join(fields)}" if fields else ""
 
 
-def _fields_at(loc) -> list[str]:
-    """The field names of the model that sits at a raw pydantic loc (tags included)."""
+def _members_at(loc) -> list:
+    """The models that may sit at a raw pydantic loc (a union's members, tags not taken)."""
     from .schema import RunConfig
     candidates: list = [RunConfig]
     for part in loc:
@@ -99,8 +111,13 @@ def _fields_at(loc) -> list[str]:
         for c in candidates:
             nxt.extend(_step(c, part))
         candidates = nxt or candidates
+    return candidates
+
+
+def _fields_at(loc) -> list[str]:
+    """The field names of the model that sits at a raw pydantic loc (tags included)."""
     fields = set()
-    for c in candidates:
+    for c in _members_at(loc):
         if isinstance(c, type) and issubclass(c, BaseModel):
             fields |= set(c.model_fields)
     return sorted(fields)

@@ -135,7 +135,7 @@ def apply_override(data: dict, locs: dict, item: str) -> None:
 
 def check_shapes(cfg: RunConfig, locs: dict, source: str) -> None:
     """Build the shape chain (no weights): a layer that cannot take its input is an error here."""
-    from ..model import Model
+    from ..engine.model import Model
     try:
         Model(cfg.model.layers, cfg.model.input_shape)
     except ShapeError as e:

@@ -6,19 +6,22 @@ directory is complete.
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt,
+from pydantic import (Field, NonNegativeInt, PositiveFloat, PositiveInt,
                       field_validator, model_validator)
 
 from ..layers import AnyLayer
 from ..layers.containers import check_unique, named
-from ..losses import AnyLoss, CrossEntropy
+from ..engine.losses import LOSSES, CrossEntropy
+from ..optim.optimizers import OPTIMIZERS, SGD
+from ..optim.schedules import SCHEDULES, Constant
+from ..registry import Declared
 
 
 # Section defaults are written `Section.model_construct()`, not `Section()`: constructing
 # one compiles its validator at import, a cost every `cnnrun summary` would pay (test_config
 # checks that each equals the validated empty section).
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+class Strict(Declared):
+    pass
 
 
 # ---- model -------------------------------------------------------------------
@@ -90,109 +93,12 @@ class DataConfig(Strict):
 
 
 # ---- optimisation ------------------------------------------------------------
-class SGD(Strict):
-    type: Literal["sgd"] = "sgd"
-    lr: PositiveFloat = 0.01
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0.0)
-    form: Literal["pytorch", "caffe"] = Field("pytorch", description="pytorch: v=μv+g, w-=lr·v; "
-                                                                     "caffe: v=μv+lr·g, w-=v")
-
-
-class Adam(Strict):
-    type: Literal["adam"] = "adam"
-    lr: PositiveFloat = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: PositiveFloat = 1e-8
-    weight_decay: float = Field(0.0, ge=0.0)
-
-
-class AdamW(Adam):
-    type: Literal["adamw"] = "adamw"
-    weight_decay: float = Field(0.01, ge=0.0)
-
-
-class RMSprop(Strict):
-    type: Literal["rmsprop"] = "rmsprop"
-    lr: PositiveFloat = 1e-2
-    alpha: float = Field(0.99, gt=0.0, lt=1.0)
-    eps: PositiveFloat = 1e-8
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-
-
-class SDLM(Strict):
-    """LeCun's stochastic diagonal Levenberg–Marquardt: w ← w − lr·g/(mu + h), h the diagonal
-    of the Gauss–Newton matrix, re-estimated every refresh_every steps from `probes` exact
-    Gauss–Newton-vector products (h ≈ mean of v∘Gv over random ±1 vectors v)."""
-    type: Literal["sdlm"] = "sdlm"
-    lr: PositiveFloat = 0.01
-    mu: PositiveFloat = Field(0.02, description="damping: bounds the step where h ≈ 0")
-    probes: PositiveInt = 4
-    refresh_every: PositiveInt = 250
-    weight_decay: float = Field(0.0, ge=0.0)
-
-
-AnyOptimizer = Annotated[Union[SGD, Adam, AdamW, RMSprop, SDLM], Field(discriminator="type")]
-
-
-class Warmup(Strict):
-    steps: NonNegativeInt = 0
-    start_factor: float = Field(0.0, ge=0.0, le=1.0)
-
-
-class Constant(Strict):
-    type: Literal["constant"] = "constant"
-    warmup: Warmup = Warmup.model_construct()
-
-
-class StepLR(Constant):
-    type: Literal["step"] = "step"
-    step_size: PositiveInt = 10
-    gamma: PositiveFloat = 0.1
-
-
-class MultiStep(Constant):
-    type: Literal["multistep"] = "multistep"
-    milestones: list[PositiveInt] = []
-    gamma: PositiveFloat = 0.1
-
-
-class Exponential(Constant):
-    type: Literal["exponential"] = "exponential"
-    gamma: PositiveFloat = 0.95
-
-
-class Cosine(Constant):
-    type: Literal["cosine"] = "cosine"
-    t_max: Optional[PositiveInt] = Field(None, description="epochs; the run's epochs if omitted")
-    eta_min: float = Field(0.0, ge=0.0)
-
-
-class Inv(Constant):
-    type: Literal["inv"] = "inv"
-    gamma: float = Field(1e-4, ge=0.0)
-    power: float = 0.75
-
-
-class Poly(Constant):
-    type: Literal["poly"] = "poly"
-    power: float = 1.0
-    max_steps: Optional[PositiveInt] = Field(None, description="iterations; the run's if omitted")
-
-
-class Plateau(Constant):
-    type: Literal["plateau"] = "plateau"
-    factor: float = Field(0.1, gt=0.0, lt=1.0)
-    patience: NonNegativeInt = 10
-    threshold: float = Field(1e-4, ge=0.0)
-    cooldown: NonNegativeInt = 0
-    min_lr: float = Field(0.0, ge=0.0)
-
-
-AnySchedule = Annotated[Union[Constant, StepLR, MultiStep, Exponential, Cosine, Inv, Poly,
-                              Plateau], Field(discriminator="type")]
+# Each declared kind's union is read from its registry (optim/, engine/losses.py): a type
+# registered there is accepted here, listed by `cnnrun layers`' siblings and known to
+# `summary`, with nothing else to update.
+AnyOptimizer = OPTIMIZERS.union()
+AnySchedule = SCHEDULES.union()
+AnyLoss = LOSSES.union()
 
 
 class EarlyStopping(Strict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from ..layout import to_engine, to_external
+from ..ops.layout import to_engine, to_external
 
 
 def _ort():

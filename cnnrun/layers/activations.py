@@ -6,8 +6,9 @@ from typing import ClassVar, Literal
 
 from pydantic import PositiveFloat
 
-from ..backend import get_array_module, is_numpy
+from ..ops.backend import get_array_module, is_numpy
 from ..ops import parallel
+from ..ops.softmax import softmax, softmax_backward
 from ..registry import LAYERS
 from .base import Layer
 
@@ -221,16 +222,13 @@ class Softmax(Layer):
         return g.op("Softmax", x, axis=1)  # the channel axis, batch first
 
     def forward(self, p, x, ctx):
-        xp = get_array_module(x)
-        e = xp.exp(x - x.max(axis=0, keepdims=True))
-        y = e / e.sum(axis=0, keepdims=True)
+        y = softmax(x, axis=0)
         return y, y
 
     def backward(self, p, cache, gy, need_gx=True):
         if not need_gx:
             return None, {}
-        y = cache
-        return y * (gy - (gy * y).sum(axis=0, keepdims=True)), {}
+        return softmax_backward(cache, gy, axis=0), {}
 
     def r_forward(self, p, v, rx, cache, ctx):
         y = cache

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from ..init import InitName, init_bias, init_weight
+from .init import InitName, init_bias, init_weight
 
 if TYPE_CHECKING:
     import numpy as np

@@ -5,9 +5,10 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from ..backend import get_array_module
+from ..ops.backend import get_array_module
 from ..ops.conv_grad import conv_backward, conv_forward_saving
 from ..ops.rows import channel_sums
+from ..ops.softmax import softmax, softmax_backward
 from ..registry import LAYERS
 from .base import ParamLayer, ShapeError
 
@@ -26,16 +27,6 @@ class Sparsity(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     kind: Literal["entropy", "l1"] = "entropy"
     strength: float = Field(0.01, ge=0.0, description="λ")
-
-
-def softmax_rows(xp, c):
-    e = xp.exp(c - c.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def softmax_rows_backward(alpha, g_alpha):
-    """∂E/∂c_i = α_i (∂E/∂α_i − Σ_k α_k ∂E/∂α_k), row by row."""
-    return alpha * (g_alpha - (alpha * g_alpha).sum(axis=1, keepdims=True))
 
 
 @LAYERS.register("combine_maps")
@@ -101,17 +92,16 @@ class CombineMaps(ParamLayer):
         z = g.op("Conv", x, g.const(p["kernel"], "kernel"), group=C, kernel_shape=[K, K],
                  pads=[pad] * 4)  # each map filtered on its own
         import numpy as np  # lazily: see backend.py
-        alpha = softmax_rows(np, np.asarray(p["mix"], dtype=np.float64))  # (O, C), fixed now
+        alpha = softmax(np.asarray(p["mix"], dtype=np.float64), axis=1)  # (O, C), fixed now
         mix = [z, g.const(alpha[:, :, None, None], "mix")] + \
             ([g.const(p["bias"], "bias")] if self.bias else [])
         return g.op("Conv", *mix, kernel_shape=[1, 1])  # y_o = Σ_c α_oc z_c + b_o
 
     def forward(self, p, x, ctx):
-        xp = get_array_module(x)
         C = x.shape[0]
         stride, pads, dilation = self._geo()
         z, saved = conv_forward_saving(x, p["kernel"], None, stride, pads, dilation, groups=C)
-        alpha = softmax_rows(xp, p["mix"])  # (O, C)
+        alpha = softmax(p["mix"], axis=1)  # (O, C): each row mixes C maps
         _, OH, OW, N = z.shape
         y = (alpha @ z.reshape(C, -1)).reshape(self.out_channels, OH, OW, N)  # (O, OH, OW, N)
         if self.bias:
@@ -128,7 +118,7 @@ class CombineMaps(ParamLayer):
         if not self.trainable:
             return gx, {}
         g_alpha = gy2 @ z.reshape(C, -1).T  # (O, C): Σ δ_j ∘ z_i
-        grads = {"kernel": gk, "mix": softmax_rows_backward(alpha, g_alpha)}
+        grads = {"kernel": gk, "mix": softmax_backward(alpha, g_alpha, axis=1)}
         if self.bias:
             grads["bias"] = channel_sums(gy)
         return gx, grads
@@ -138,11 +128,11 @@ class CombineMaps(ParamLayer):
         if self.sparsity is None or not self.trainable:
             return None
         xp = get_array_module(p["mix"])
-        alpha = softmax_rows(xp, p["mix"])
+        alpha = softmax(p["mix"], axis=1)
         lam = self.sparsity.strength
         if self.sparsity.kind == "l1":  # constant: Σ_i α_ij = 1 for every j
             g_alpha = lam * xp.sign(alpha)
-            return float(lam * xp.abs(alpha).sum()), {"mix": softmax_rows_backward(alpha, g_alpha)}
+            return float(lam * xp.abs(alpha).sum()), {"mix": softmax_backward(alpha, g_alpha, axis=1)}
         logs = xp.log(xp.maximum(alpha, 1e-30))
         g_alpha = -lam * (logs + 1)
-        return float(-lam * (alpha * logs).sum()), {"mix": softmax_rows_backward(alpha, g_alpha)}
+        return float(-lam * (alpha * logs).sum()), {"mix": softmax_backward(alpha, g_alpha, axis=1)}

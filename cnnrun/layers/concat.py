@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import model_validator
 
-from ..backend import get_array_module
+from ..ops.backend import get_array_module
 from ..registry import LAYERS
 from .base import ShapeError, memo_by_shape
 from .branches import EXAMPLE_CONV, add_gradients

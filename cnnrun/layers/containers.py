@@ -13,6 +13,7 @@ from pydantic import model_validator
 
 from ..registry import LAYERS
 from .base import RF, Layer, ShapeError, memo_by_shape
+from .chain import backward_one, chain_backward, chain_forward
 
 if TYPE_CHECKING:  # the union of all layers, built in layers/__init__.py
     from . import AnyLayer  # noqa: F401
@@ -84,28 +85,22 @@ def run_order(children) -> list:
     return out
 
 
+def _steps(children, p):
+    return [(child, p.get(name, {})) for name, child in children]
+
+
 def sequence_forward(children, p, x, ctx):
-    children = run_order(children)
-    caches = []
-    for name, child in children:
-        x, cache = child.forward(p.get(name, {}), x, ctx)
-        caches.append(cache)
-    return x, caches
+    return chain_forward(_steps(run_order(children), p), x, ctx)
 
 
 def sequence_backward(children, p, caches, gy, need_gx):
     """Backward through children; stops below the first child that needs no input gradient."""
     children = run_order(children)
     stop = 0 if need_gx else _first_trainable(children)
-    grads = {}
     if stop is None:  # nothing trainable and no input gradient wanted
-        return None, grads
-    for i in range(len(children) - 1, stop - 1, -1):
-        name, child = children[i]
-        gy, g = child.backward(p.get(name, {}), caches[i], gy, need_gx=need_gx or i > stop)
-        if g:
-            grads[name] = g
-    return gy, grads
+        return None, {}
+    gx, grads = chain_backward(_steps(children, p), caches, gy, need_gx, stop)
+    return gx, {name: g for (name, _), g in zip(children, grads) if g}
 
 
 def sequence_r_forward(children, p, v, rx, caches, ctx):
@@ -128,7 +123,7 @@ def sequence_r_backward(children, p, v, caches, rcaches, gy, rgy):
         if rg:
             rgrads[name] = rg
         if i > 0:
-            gy = child.backward(pc, caches[i], gy, need_gx=True)[0]
+            gy = backward_one(child, pc, caches[i], gy, True)[0]
         rgy = rgx
     return rgy, rgrads
 

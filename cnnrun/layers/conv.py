@@ -5,7 +5,7 @@ from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 
-from ..backend import get_array_module
+from ..ops.backend import get_array_module
 from ..ops.conv import apply_weight, conv_forward, conv_grad_weight
 from ..ops.conv_grad import algorithm, conv_backward, conv_forward_saving, conv_grad_input
 from ..ops.shapes import conv_out_size, same_padding

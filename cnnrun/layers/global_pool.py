@@ -3,7 +3,7 @@
 import math
 from typing import ClassVar, Literal
 
-from ..backend import get_array_module
+from ..ops.backend import get_array_module
 from ..registry import LAYERS
 from .base import Layer, pair
 from .pool import IntOrPair

@@ -4,7 +4,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from ..backend import get_array_module
+from ..ops.backend import get_array_module
 from ..ops import parallel
 from ..ops.rows import row_dots, row_sums
 from ..registry import LAYERS

@@ -5,7 +5,7 @@ from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
-from ..backend import get_array_module
+from ..ops.backend import get_array_module
 from ..ops import pool as ops
 from ..ops.spatial import crop_spatial, pad_spatial
 from ..ops.shapes import conv_out_size, window_padding

@@ -5,7 +5,7 @@ from typing import ClassVar, Literal, Union
 
 from pydantic import NonNegativeInt, PositiveInt
 
-from ..backend import get_array_module
+from ..ops.backend import get_array_module
 from ..ops.conv import Patches, conv_forward, conv_grad_weight
 from ..ops.conv_grad import conv_grad_input
 from ..ops.rows import channel_sums

@@ -31,8 +31,8 @@ columns is here, beside the forward that shares its column matrices.
 
 from __future__ import annotations
 
-from ..allocator import empty_apart
-from ..backend import get_array_module, is_numpy
+from .allocator import empty_apart
+from .backend import get_array_module, is_numpy
 from .parallel import map_bands, product
 from .spatial import pad_spatial, strided_view, windows
 

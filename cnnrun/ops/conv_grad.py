@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module, is_numpy
+from .backend import get_array_module, is_numpy
 from . import parallel  # parallel.workers is read at call time (tests set num_workers)
 from . import toeplitz, winograd
 from .conv import (Patches, _band_rows, _grouped, _output_rows, conv_forward,

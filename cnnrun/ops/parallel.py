@@ -32,7 +32,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from ..backend import get_array_module, is_numpy
+from .backend import get_array_module, is_numpy
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor

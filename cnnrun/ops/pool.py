@@ -11,7 +11,7 @@ Max-pooling's passes over a large input run on every core, split by channels
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from .backend import get_array_module
 from .parallel import by_channels
 from .spatial import tap_slices
 

@@ -11,7 +11,7 @@ against NumPy's 5e-8, both far below float32's use here.
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from .backend import get_array_module
 
 
 def row_sums(a):

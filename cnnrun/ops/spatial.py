@@ -3,7 +3,7 @@ strided slice a kernel tap reads, and the im2col view, shared by convolution and
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from .backend import get_array_module
 from .parallel import by_channels
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import math
 
-from ..backend import get_array_module, is_numpy
+from .backend import get_array_module, is_numpy
 from .parallel import matmul
 from .shapes import conv_out_size
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import functools
 
-from ..backend import get_array_module, is_numpy
+from .backend import get_array_module, is_numpy
 from .parallel import matmul
 from .spatial import pad_spatial, strided_view
 

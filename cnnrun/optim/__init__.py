@@ -1,6 +1,8 @@
-"""Optimizers and learning-rate schedules."""
+"""Optimizers and learning-rate schedules: one registry each (``OPTIMIZERS``, ``SCHEDULES``)
+of config classes that carry their rules."""
 
-from .optimizers import OPTIMIZERS, Optimizer, build_optimizer
-from .schedules import Schedule
+from .optimizers import OPTIMIZERS, Optimizer, OptimizerConfig, build_optimizer, no_decay_names
+from .schedules import SCHEDULES, Schedule
 
-__all__ = ["OPTIMIZERS", "Optimizer", "Schedule", "build_optimizer"]
+__all__ = ["OPTIMIZERS", "Optimizer", "OptimizerConfig", "SCHEDULES", "Schedule",
+           "build_optimizer", "no_decay_names"]

@@ -120,3 +120,13 @@ def find_runs(root) -> list[Path]:
     root = Path(root)
     found = {p.parent for p in root.rglob("metrics.jsonl")}
     return sorted(found, key=lambda p: (p.stat().st_mtime, str(p)))
+
+
+def list_runs(root) -> list[dict]:
+    """``cnnrun runs``: one summary per run under root, oldest first."""
+    from ..errors import UserError
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such directory; runs are written under runs/ by "
+                        f"'cnnrun train' (or give the directory that holds them).")
+    return [summarize_run(p) for p in find_runs(root)]

@@ -1,0 +1,40 @@
+"""``cnnrun export`` and ``cnnrun schema``: the model and the config format, for other tools."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import command
+
+
+@command()
+def export(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoint"),
+           fmt: str = typer.Option("onnx", "--format", help="onnx"),
+           out: Optional[Path] = typer.Option(None, "-o", "--out",
+                                              help="output file (default: beside the checkpoint)"),
+           opset: int = typer.Option(17, "--opset", help="ONNX opset version"),
+           check: bool = typer.Option(True, "--check/--no-check",
+                                      help="run the file in onnxruntime against cnnrun")):
+    """Write a trained model as an ONNX graph, checked by onnx.checker and onnxruntime."""
+    from ..tools.onnx_export import export_checkpoint
+    r = export_checkpoint(checkpoint, fmt, out, opset, check)
+    line = f"wrote {r['path']} ({r['megabytes']:.1f} MB, opset {opset})"
+    if check:
+        line += (f"; onnxruntime {r['onnxruntime']} agrees to {r['max_rel_error']:.1e} "
+                 f"(relative, batch {r['batch']})")
+    typer.echo(line)
+
+
+@command()
+def schema(out: Optional[Path] = typer.Option(None, "-o", "--out", help="file (default: stdout)")):
+    """The JSON Schema of config files, for YAML editors' completion and checking."""
+    from ..config.jsonschema import config_schema
+    text = json.dumps(config_schema(), indent=2)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
+    else:
+        typer.echo(text)

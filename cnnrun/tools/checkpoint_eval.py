@@ -1,0 +1,35 @@
+"""``cnnrun eval``: a checkpoint, or an ensemble of them, scored on a split of its data set,
+optionally over ten crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import prepare
+from ..errors import UserError
+from ..train.evaluate import averaged_logits, metrics
+from ..train.trained import load_trained
+
+
+def evaluate_checkpoints(checkpoints: list[Path], data: Path | None = None, split: str = "test",
+                         crops: int = 1, crop_pad: int | None = None) -> dict:
+    """Loss, top-1/top-5, per-class accuracy and confusion of the members' averaged outputs."""
+    if split not in ("test", "train"):
+        raise UserError(f"--split {split}: expected 'test' or 'train'.")
+    if crops not in (1, 10):
+        raise UserError(f"--crops {crops}: expected 1 or 10.")
+    members = [load_trained(c) for c in checkpoints]
+    first = members[0]
+    for c, m in zip(checkpoints[1:], members[1:]):
+        if m.model.input_shape != first.model.input_shape or m.classes != first.classes:
+            raise UserError(f"{c}: its input shape or classes differ from "
+                            f"{checkpoints[0]}'s, so the two cannot be averaged.")
+    dcfg = first.cfg.data.model_copy(update={"root": str(data)}) if data else first.cfg.data
+    bundle = prepare(dcfg, first.cfg.train.seed, first.cfg.train.dtype, stats=first.stats,
+                     splits=(split,))
+    part = bundle.test if split == "test" else bundle.train
+    pad = dcfg.augment.random_crop_padding if crop_pad is None else crop_pad
+    logits = averaged_logits(members, part.x, crops, pad if crops == 10 else 0, bundle.fill)
+    m = metrics(logits, part.y, first.cfg.train.loss, part.classes)
+    m.update(checkpoints=[str(c) for c in checkpoints], crops=crops)
+    return m

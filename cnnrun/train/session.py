@@ -1,0 +1,38 @@
+"""One training run from the command line's arguments: the config read and overridden, the
+run directory chosen (new, given, or the resumed run's), then the trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import load_config
+from ..errors import UserError
+from ..ops.allocator import keep_freed_memory
+from .progress import make_reporter
+from .runs import new_run_dir
+from .trainer import Trainer
+
+
+def resume_path(resume: str | None, name: str, root: Path = Path("runs")) -> Path | None:
+    """The checkpoint ``--resume`` names; 'auto' is the newest run of this config's name."""
+    if resume is None:
+        return None
+    if resume != "auto":
+        return Path(resume)
+    found = sorted((root / name).glob("*/checkpoints/last.safetensors"))
+    if not found:
+        raise UserError(f"--resume auto: no runs/{name}/*/checkpoints/last.safetensors to "
+                        f"resume; train once first or name a checkpoint.")
+    return found[-1]
+
+
+def run_training(config: Path, overrides: list[str], out: Path | None = None,
+                 resume: str | None = None, init_weights: Path | None = None,
+                 quiet: bool = False, describe=None) -> dict:
+    """Train as ``cnnrun train`` does; the trainer's result (run directory, test metrics)."""
+    cfg = load_config(config, overrides)
+    ckpt = resume_path(resume, cfg.name)
+    run_dir = Path(out) if out else (ckpt.parent.parent if ckpt else None)
+    run_dir = new_run_dir(cfg.name, str(run_dir) if run_dir else None)
+    keep_freed_memory()
+    return Trainer(cfg, run_dir, make_reporter(quiet), ckpt, init_weights, describe).run()
