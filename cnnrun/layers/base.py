@@ -20,9 +20,11 @@ Conventions:
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, PositiveInt, PrivateAttr
+
+from ..ops.shapes import effective_kernel
 
 from .init import InitName, init_bias, init_weight
 
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 Shape = tuple[int, ...]
+# A size per spatial axis, or one for all: ``kernel_size: 3`` or ``[3, 5]`` (see shapes.ntuple).
+IntOrPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
 
 
 class ShapeError(ValueError):
@@ -75,7 +79,7 @@ class RF:
         size, jump, start = [], [], []
         for r, j, s, k, st, p, d in zip(self.size, self.jump, self.start, kernel, stride,
                                        pad_before, dilation):
-            keff = d * (k - 1) + 1
+            keff = effective_kernel(k, d)
             size.append(r + (keff - 1) * j)
             start.append(s + ((keff - 1) / 2 - p) * j)
             jump.append(j * st)
@@ -278,7 +282,3 @@ def memo_by_shape(method):
         return memo[key]
     return wrapper
 
-
-def pair(v) -> tuple[int, int]:
-    """An int or a pair as a pair."""
-    return (v, v) if isinstance(v, int) else tuple(v)

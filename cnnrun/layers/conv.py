@@ -8,16 +8,11 @@ from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 from ..ops.backend import get_array_module
 from ..ops.conv import apply_weight, conv_forward, conv_grad_weight
 from ..ops.conv_grad import algorithm, conv_backward, conv_forward_saving, conv_grad_input
-from ..ops.shapes import conv_out_size, same_padding
+from ..ops.shapes import conv_out_size, ntuple, same_padding
 from ..registry import LAYERS
-from .base import ParamLayer, ShapeError
+from .base import IntOrPair, ParamLayer, ShapeError
 
-IntOrPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
 PadSpec = Union[NonNegativeInt, tuple[NonNegativeInt, NonNegativeInt], Literal["same", "valid"]]
-
-
-def ntuple(v, n: int) -> tuple[int, ...]:
-    return (v,) * n if isinstance(v, int) else tuple(v)
 
 
 class ConvNd(ParamLayer):

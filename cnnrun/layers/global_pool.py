@@ -4,9 +4,9 @@ import math
 from typing import ClassVar, Literal
 
 from ..ops.backend import get_array_module
+from ..ops.shapes import ntuple
 from ..registry import LAYERS
-from .base import Layer, pair
-from .pool import IntOrPair
+from .base import IntOrPair, Layer
 
 
 @LAYERS.register("global_avgpool")
@@ -70,11 +70,11 @@ class AdaptiveAvgPool2d(Layer):
 
     def output_shape(self, in_shape):
         self.check_rank(in_shape)
-        return (in_shape[0], *pair(self.output_size))
+        return (in_shape[0], *ntuple(self.output_size, 2))
 
     def _bins(self, hw):
         """(largest bin, mean stride) per axis, for the receptive field."""
-        out = pair(self.output_size)
+        out = ntuple(self.output_size, 2)
         k = tuple(max(-((-(i + 1) * n) // m) - (i * n) // m for i in range(m))
                   for n, m in zip(hw, out))
         s = tuple(max(1, n // m) for n, m in zip(hw, out))
@@ -85,7 +85,7 @@ class AdaptiveAvgPool2d(Layer):
         return rf.window(k, s, (0, 0), grid=self.output_shape(in_shape)[1:])
 
     def to_onnx(self, g, x, p, in_shape):
-        (H, W), (OH, OW) = in_shape[1:], pair(self.output_size)
+        (H, W), (OH, OW) = in_shape[1:], ntuple(self.output_size, 2)
         if (H, W) == (OH, OW):
             return x
         import numpy as np  # lazily: see backend.py
@@ -95,7 +95,7 @@ class AdaptiveAvgPool2d(Layer):
 
     def forward(self, p, x, ctx):
         xp = get_array_module(x)
-        (H, W), (OH, OW) = x.shape[1:3], pair(self.output_size)
+        (H, W), (OH, OW) = x.shape[1:3], ntuple(self.output_size, 2)
         if (H, W) == (OH, OW):  # one cell per bin: the identity (VGG-16 at 224×224)
             return x, None
         Ah, Aw = bin_matrix(H, OH, xp, x.dtype), bin_matrix(W, OW, xp, x.dtype)

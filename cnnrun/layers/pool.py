@@ -3,16 +3,15 @@
 import math
 from typing import ClassVar, Literal, Optional, Union
 
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import NonNegativeInt, PositiveFloat, model_validator
 
 from ..ops.backend import get_array_module
 from ..ops import pool as ops
 from ..ops.spatial import crop_spatial, pad_spatial
-from ..ops.shapes import conv_out_size, window_padding
+from ..ops.shapes import conv_out_size, ntuple, window_padding
 from ..registry import LAYERS
-from .base import Layer, ShapeError, pair
+from .base import IntOrPair, Layer, ShapeError
 
-IntOrPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
 
 
 class Pool2d(Layer):
@@ -26,20 +25,20 @@ class Pool2d(Layer):
 
     @model_validator(mode="after")
     def _padding_at_most_half_kernel(self):
-        if any(p > k // 2 for p, k in zip(pair(self.padding), pair(self.kernel_size))):
+        if any(p > k // 2 for p, k in zip(ntuple(self.padding, 2), ntuple(self.kernel_size, 2))):
             raise ValueError(f"padding {self.padding} must be at most half the kernel "
                              f"{self.kernel_size} (as in PyTorch)")
         return self
 
     def geometry(self):
-        k = pair(self.kernel_size)
-        s = pair(self.stride) if self.stride is not None else k
-        d = pair(getattr(self, "dilation", 1))
+        k = ntuple(self.kernel_size, 2)
+        s = ntuple(self.stride, 2) if self.stride is not None else k
+        d = ntuple(getattr(self, "dilation", 1), 2)
         return k, s, d
 
     def out_hw(self, hw):
         k, s, d = self.geometry()
-        p = pair(self.padding)
+        p = ntuple(self.padding, 2)
         return tuple(conv_out_size(n, ki, si, (pi, pi), di, self.ceil_mode)
                      for n, ki, si, pi, di in zip(hw, k, s, p, d))
 
@@ -47,7 +46,7 @@ class Pool2d(Layer):
         """(before, after) per axis, the after side including any ceil-mode overhang."""
         k, s, d = self.geometry()
         return tuple(window_padding(n, ki, si, (pi, pi), di, o) for n, ki, si, pi, di, o in
-                     zip(hw, k, s, pair(self.padding), d, self.out_hw(hw)))
+                     zip(hw, k, s, ntuple(self.padding, 2), d, self.out_hw(hw)))
 
     def output_shape(self, in_shape):
         self.check_rank(in_shape)
@@ -59,7 +58,7 @@ class Pool2d(Layer):
 
     def receptive_field(self, rf, in_shape):
         k, s, d = self.geometry()
-        return rf.window(k, s, pair(self.padding), d, grid=self.output_shape(in_shape)[1:])
+        return rf.window(k, s, ntuple(self.padding, 2), d, grid=self.output_shape(in_shape)[1:])
 
     def _onnx_window(self, in_shape, pads=None):
         """Kernel, stride and explicit (ceil-mode overhang included) pads as ONNX attributes."""
@@ -135,7 +134,7 @@ class AvgPool2d(Pool2d):
         padded = (H + sum(pads[0]), W + sum(pads[1]))
         (pt, _), (pl, _) = pads
         if self.count_include_pad:  # input plus the declared padding, not the overhang
-            ph, pw = pair(self.padding)
+            ph, pw = ntuple(self.padding, 2)
             valid, offset = (H + 2 * ph, W + 2 * pw), (0, 0)
         else:
             valid, offset = (H, W), (pt, pl)
@@ -149,7 +148,7 @@ class AvgPool2d(Pool2d):
             return g.op("AveragePool", x, count_include_pad=0, **self._onnx_window(in_shape))
         # the declared zeros count, the ceil-mode overhang does not: pad explicitly first
         import numpy as np  # lazily: see backend.py
-        ph, pw = pair(self.padding)
+        ph, pw = ntuple(self.padding, 2)
         x = g.op("Pad", x, g.const([0, 0, ph, pw, 0, 0, ph, pw], "pads", np.int64))
         rest = ((pt - ph, pb - ph), (pl - pw, pr - pw))
         return g.op("AveragePool", x, count_include_pad=0, **self._onnx_window(in_shape, rest))

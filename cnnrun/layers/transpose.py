@@ -10,11 +10,10 @@ from ..ops.conv import Patches, conv_forward, conv_grad_weight
 from ..ops.conv_grad import conv_grad_input
 from ..ops.rows import channel_sums
 from ..ops.spatial import pad_spatial
-from ..ops.shapes import conv_transpose_out_size
+from ..ops.shapes import conv_transpose_out_size, ntuple
 from ..registry import LAYERS
-from .base import Layer, ParamLayer, ShapeError, pair
+from .base import IntOrPair, Layer, ParamLayer, ShapeError
 
-IntOrPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
 NonNegPair = Union[NonNegativeInt, tuple[NonNegativeInt, NonNegativeInt]]
 
 
@@ -45,8 +44,8 @@ class ConvTranspose2d(ParamLayer):
     )
 
     def _geo(self):
-        return (pair(self.kernel_size), pair(self.stride), pair(self.padding),
-                pair(self.dilation), pair(self.output_padding))
+        return (ntuple(self.kernel_size, 2), ntuple(self.stride, 2), ntuple(self.padding, 2),
+                ntuple(self.dilation, 2), ntuple(self.output_padding, 2))
 
     def output_shape(self, in_shape):
         self.check_rank(in_shape)
@@ -72,14 +71,14 @@ class ConvTranspose2d(ParamLayer):
         return type(rf)(size, jump, rf.start, self.output_shape(in_shape)[1:])
 
     def param_shapes(self, in_shape):
-        k = pair(self.kernel_size)
+        k = ntuple(self.kernel_size, 2)
         shapes = {"weight": (in_shape[0], self.out_channels // self.groups, *k)}
         if self.bias:
             shapes["bias"] = (self.out_channels,)
         return shapes
 
     def macs(self, in_shape):
-        k = pair(self.kernel_size)
+        k = ntuple(self.kernel_size, 2)
         return math.prod(in_shape) * (self.out_channels // self.groups) * math.prod(k)
 
     def to_onnx(self, g, x, p, in_shape):
@@ -134,19 +133,19 @@ class Upsample2d(Layer):
 
     def output_shape(self, in_shape):
         self.check_rank(in_shape)
-        s = pair(self.scale_factor)
+        s = ntuple(self.scale_factor, 2)
         if self.mode == "nearest":
             return (in_shape[0], *(n * si for n, si in zip(in_shape[1:], s)))
         return (in_shape[0], *((n - 1) * si + 1 for n, si in zip(in_shape[1:], s)))
 
     def receptive_field(self, rf, in_shape):
-        s = pair(self.scale_factor)
+        s = ntuple(self.scale_factor, 2)
         jump = tuple(max(1, j // si) for j, si in zip(rf.jump, s))
         return type(rf)(rf.size, jump, rf.start, self.output_shape(in_shape)[1:])
 
     def to_onnx(self, g, x, p, in_shape):
         import numpy as np  # lazily: see backend.py
-        sh, sw = pair(self.scale_factor)
+        sh, sw = ntuple(self.scale_factor, 2)
         if self.mode == "nearest":
             scales = g.const([1.0, 1.0, sh, sw], "scales", np.float32)
             return g.op("Resize", x, "", scales, mode="nearest", nearest_mode="floor",
@@ -157,7 +156,7 @@ class Upsample2d(Layer):
 
     def forward(self, p, x, ctx):
         xp = get_array_module(x)
-        sh, sw = pair(self.scale_factor)
+        sh, sw = ntuple(self.scale_factor, 2)
         C, H, W, N = x.shape
         if self.mode == "nearest":
             y = xp.broadcast_to(x[:, :, None, :, None], (C, H, sh, W, sw, N))
@@ -169,7 +168,7 @@ class Upsample2d(Layer):
     def backward(self, p, cache, gy, need_gx=True):
         if not need_gx:
             return None, {}
-        sh, sw = pair(self.scale_factor)
+        sh, sw = ntuple(self.scale_factor, 2)
         if self.mode == "zeros":
             return gy[:, ::sh, ::sw], {}
         C, H2, W2, N = gy.shape

@@ -34,6 +34,7 @@ from __future__ import annotations
 from .allocator import empty_apart
 from .backend import get_array_module, is_numpy
 from .parallel import map_bands, product
+from .shapes import conv_out_shape
 from .spatial import pad_spatial, strided_view, windows
 
 WHOLE_BYTES = 8 << 20   # im2col matrices up to this size are built in one piece (LeNet b64)
@@ -59,11 +60,6 @@ def shift_elements(channels, kernel, out_hw, stride, dilation, batch=1) -> int:
     return OH * KH * per_row
 
 
-def _out_hw(padded_hw, kernel, stride, dilation):
-    return tuple((n - (d * (k - 1) + 1)) // s + 1
-                 for n, k, s, d in zip(padded_hw, kernel, stride, dilation))
-
-
 def _bands(OH, R):
     return [(r, min(R, OH - r)) for r in range(0, OH, R)]
 
@@ -85,7 +81,8 @@ class Patches:
         self.xpad, self.kernel, self.stride, self.dilation = xpad, kernel, stride, dilation
         self.groups = G = groups
         C, _, _, N = xpad.shape
-        self.out_hw = OH, OW = _out_hw(xpad.shape[1:3], kernel, stride, dilation)
+        self.out_hw = OH, OW = conv_out_shape(xpad.shape[1:3], kernel, stride, ((0, 0),) * 2,
+                                               dilation)  # xpad is padded already
         self.Kg = C // G * kernel[0] * kernel[1]
         self.shifted = dilation[0] == 1  # output rows overlap in the shifts (see above)
         item = xpad.dtype.itemsize

@@ -9,6 +9,11 @@ from __future__ import annotations
 import math
 
 
+def ntuple(v, n: int) -> tuple[int, ...]:
+    """A config's int-or-tuple as one value per spatial axis (``kernel_size: 3`` → (3, 3))."""
+    return (v,) * n if isinstance(v, int) else tuple(v)
+
+
 def effective_kernel(k: int, d: int = 1) -> int:
     """Extent of a dilated kernel: d·(k−1)+1."""
     return d * (k - 1) + 1
@@ -28,6 +33,12 @@ def conv_out_size(n: int, k: int, s: int = 1, pad: tuple[int, int] = (0, 0), d: 
     if ceil_mode and (out - 1) * s >= n + pad[0]:
         out -= 1
     return out
+
+
+def conv_out_shape(in_sizes, kernel, stride, pads, dilation) -> tuple[int, ...]:
+    """``conv_out_size`` on every spatial axis; ``pads`` holds a (before, after) pair per axis."""
+    return tuple(conv_out_size(n, k, s, p, d)
+                 for n, k, s, p, d in zip(in_sizes, kernel, stride, pads, dilation))
 
 
 def same_padding(k: int, d: int = 1) -> tuple[int, int]:

@@ -3,7 +3,7 @@ strided slice a kernel tap reads, and the im2col view, shared by convolution and
 
 from __future__ import annotations
 
-from .backend import get_array_module
+from .backend import get_array_module, is_numpy
 from .parallel import by_channels
 
 
@@ -49,7 +49,7 @@ def strided_view(a, shape, strides):
     """``as_strided`` of a, read-only on NumPy: its elements may overlap, so a write would
     change its neighbours (CuPy's as_strided has no writeable flag)."""
     xp = get_array_module(a)
-    if xp.__name__ == "numpy":
+    if is_numpy(xp):
         return xp.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
     return xp.lib.stride_tricks.as_strided(a, shape, strides)
 

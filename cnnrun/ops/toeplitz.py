@@ -11,9 +11,7 @@ fewer than Winograd, whose 4×4 output tile such a map fills only in part (36
 products per map pair and image against T(w)'s 16). It is one large product
 instead of many small ones between transforms, and the gradients are two more:
   y = T(w) x,   ∂E/∂x = T(w)ᵀ gy,   ∂E/∂T = gy xᵀ, folded back onto the taps.
-VGG-11's 512-map 2×2 convolutions at batch 128 took 31 ms per layer and training
-step on Winograd F(2×2, 3×3)'s path, and take 21 on this one; their forward takes
-25 ms as F(4×4, 3×3) and 8 (matrix included) this way.
+(benchmarks/results.md has the per-layer timings that chose this path.)
 
 T(w) is laid out (P, O, Q, C): each block is then a contiguous copy of one tap's
 O × C weights (a copy of 1 MB at 512 maps), and the activations are transposed to
@@ -28,14 +26,9 @@ import math
 
 from .backend import get_array_module, is_numpy
 from .parallel import matmul
-from .shapes import conv_out_size
+from .shapes import conv_out_shape
 
 MAX_BYTES = 64 << 20  # larger Toeplitz matrices are not built
-
-
-def _out_hw(in_hw, kernel, stride, pads, dilation):
-    return tuple(conv_out_size(n, k, st, pad, d)
-                 for n, k, st, pad, d in zip(in_hw, kernel, stride, pads, dilation))
 
 
 @functools.lru_cache(maxsize=64)
@@ -44,7 +37,7 @@ def _taps(in_hw, kernel, stride, pads, dilation) -> tuple:
     kernel tap t (positions and taps flat, row-major), from index grids."""
     import numpy as np  # lazily: ``cnnrun summary`` imports this module, not NumPy
     (H, W), (KH, KW) = in_hw, kernel
-    OH, OW = _out_hw(in_hw, kernel, stride, pads, dilation)
+    OH, OW = conv_out_shape(in_hw, kernel, stride, pads, dilation)
     oh, ow, h, w = np.meshgrid(range(OH), range(OW), range(H), range(W), indexing="ij")
     i, ri = np.divmod(h + pads[0][0] - oh * stride[0], dilation[0])  # (OH, OW, H, W)
     j, rj = np.divmod(w + pads[1][0] - ow * stride[1], dilation[1])
@@ -66,7 +59,7 @@ def applies(in_hw, kernel, stride, pads, dilation, groups, in_channels, out_chan
     4/9 as many pixels as the kernel has taps, T(w) no larger than MAX_BYTES, on NumPy
     (no GPU has been lent to measure it there)."""
     Q, taps = math.prod(in_hw), math.prod(kernel)
-    P = math.prod(_out_hw(in_hw, kernel, stride, pads, dilation))
+    P = math.prod(conv_out_shape(in_hw, kernel, stride, pads, dilation))
     return groups == 1 and 9 * Q <= 4 * taps and \
         P * Q * in_channels * out_channels * itemsize <= MAX_BYTES and \
         (xp is None or is_numpy(xp))
@@ -79,7 +72,7 @@ class Toeplitz:
         xp = self.xp = get_array_module(weight)
         O, C, KH, KW = self.weight_shape = weight.shape
         self.in_hw = in_hw
-        self.out_hw = _out_hw(in_hw, (KH, KW), stride, pads, dilation)
+        self.out_hw = conv_out_shape(in_hw, (KH, KW), stride, pads, dilation)
         self.P, self.Q = math.prod(self.out_hw), math.prod(in_hw)
         self.table = tap_table(in_hw, (KH, KW), stride, pads, dilation)
         taps = xp.ascontiguousarray(weight.reshape(O, C, KH * KW).transpose(2, 0, 1))  # (taps, O, C)

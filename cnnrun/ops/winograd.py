@@ -18,20 +18,11 @@ and the gradients stay in the transformed domain:
 Every product goes through ``parallel.matmul``, split over the workers in a pass
 that works in bands.
 
-History. The engine first ran F(2×2, 3×3) (16 multiplications per 4 outputs,
-4×4 input tiles, transforms as additions on strided views, 4× the input
-transformed). VGG-11's training step fell from 662 ms (im2col) to 473 with it;
-this formulation took its 512-map 4×4 forward from 25 to 19 ms and the 256-map
-8×8 one from 28 to 21, and VGG-11's training 290 → 351 images/s (6 alternating
-processes, 1.14–1.24×), inference 904 → 1077.
-
-Where the maps are few the transforms, memory-bound, cost more than the products
-save: under F(2×2, 3×3) ResNet-20 trained at 430 images/s with every stage on the
-Winograd path, 507 with the 32- and 64-map stages, 540 with only the 64-map one;
-under F(4×4, 3×3), 461 with the 32- and 64-map stages against 521 with the 64-map
-one (6 alternating processes). So only convolutions with at least WINOGRAD_MIN_CHANNELS maps in and out, on NumPy,
-take it (``applies``). CuPy keeps im2col: no GPU has been lent to measure this path
-there. Exactness: the transforms' entries (4, −5, ±1/6, 1/24 …) are not all exact
+Where the maps are few, the transforms (memory-bound) cost more than the products save,
+so only convolutions with at least WINOGRAD_MIN_CHANNELS maps in and out, on NumPy, take
+this path (``applies``; the measurements that set the threshold are in
+benchmarks/results.md). CuPy keeps im2col: no GPU has been lent to measure this path there.
+Exactness: the transforms' entries (4, −5, ±1/6, 1/24 …) are not all exact
 in binary, so float32 results differ from the direct sum by about 1e-5 relative
 (1e-13 in float64; the tests bound both).
 """
@@ -42,6 +33,7 @@ import functools
 
 from .backend import get_array_module, is_numpy
 from .parallel import matmul
+from .shapes import conv_out_shape
 from .spatial import pad_spatial, strided_view
 
 WINOGRAD_MIN_CHANNELS = 64
@@ -102,7 +94,7 @@ class Tiles:
     def __init__(self, x, pads):
         (pt, pb), (pl, pr) = pads
         C, H, W, N = x.shape
-        self.out_hw = OH, OW = H + pt + pb - 2, W + pl + pr - 2
+        self.out_hw = OH, OW = conv_out_shape((H, W), (3, 3), (1, 1), pads, (1, 1))
         self.grid = TH, TW = -(-OH // 4), -(-OW // 4)
         self.xp = get_array_module(x)
         self.xpad = pad_spatial(x, ((pt, pb + 4 * TH - OH), (pl, pr + 4 * TW - OW)))

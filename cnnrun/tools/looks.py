@@ -11,19 +11,10 @@ import numpy as np
 from ..errors import UserError
 
 
-def run_checkpoint(run_dir: Path) -> Path | None:
-    """The run's best checkpoint, else its last one."""
-    for which in ("best", "last"):
-        p = run_dir / "checkpoints" / f"{which}.safetensors"
-        if p.exists():
-            return p
-    return None
-
-
 def plot_run(run_dir: Path, out: Path | None = None) -> list[Path]:
     """Curves and learning rate, then the confusion matrix and first-layer filters."""
     from . import plots
-    from ..train.runs import read_metrics
+    from ..train.runs import read_metrics, run_checkpoint
     epochs, steps = read_metrics(run_dir)
     if not epochs:
         raise UserError(f"{run_dir}: no epochs in metrics.jsonl (is this a run directory "

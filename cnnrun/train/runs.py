@@ -16,6 +16,23 @@ from pathlib import Path
 
 import yaml
 
+# The layout, named once: every reader and writer of a run directory goes through these.
+CONFIG, METRICS, METRICS_CSV, CHECKPOINTS = "config.yaml", "metrics.jsonl", "metrics.csv", "checkpoints"
+
+
+def checkpoint_path(run_dir, which: str) -> Path:
+    """``which`` is 'last' or 'best'."""
+    return Path(run_dir) / CHECKPOINTS / f"{which}.safetensors"
+
+
+def run_checkpoint(run_dir) -> Path | None:
+    """The run's best checkpoint, else its last one, else None."""
+    for which in ("best", "last"):
+        if checkpoint_path(run_dir, which).exists():
+            return checkpoint_path(run_dir, which)
+    return None
+
+
 EPOCH_FIELDS = ["epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                 "test_loss", "test_accuracy", "lr", "seconds"]
 
@@ -30,7 +47,7 @@ def new_run_dir(name: str, out: str | None, root: str = "runs") -> Path:
         while path.exists():  # two runs in the same second
             n += 1
             path = Path(root) / name / f"{stamp}-{n}"
-    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -39,7 +56,7 @@ def config_yaml(cfg) -> str:
 
 
 def write_config(run_dir: Path, cfg) -> None:
-    (run_dir / "config.yaml").write_text(config_yaml(cfg), encoding="utf-8")
+    (run_dir / CONFIG).write_text(config_yaml(cfg), encoding="utf-8")
 
 
 class MetricsWriter:
@@ -47,8 +64,8 @@ class MetricsWriter:
 
     def __init__(self, run_dir: Path, tensorboard=None):
         self.tensorboard = tensorboard  # an optional second view (train/tensorboard.py)
-        self.jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
-        csv_path = run_dir / "metrics.csv"
+        self.jsonl = open(run_dir / METRICS, "a", encoding="utf-8")
+        csv_path = run_dir / METRICS_CSV
         new = not csv_path.exists() or csv_path.stat().st_size == 0
         self.csv_file = open(csv_path, "a", newline="", encoding="utf-8")
         self.csv = csv.DictWriter(self.csv_file, fieldnames=EPOCH_FIELDS, extrasaction="ignore")
@@ -82,7 +99,7 @@ class MetricsWriter:
 def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """(epoch rows, step rows) of a run's metrics.jsonl; a torn last line (a crash) is skipped."""
     epochs, steps = [], []
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS
     if not path.exists():
         return epochs, steps
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -100,25 +117,22 @@ def summarize_run(run_dir: Path) -> dict:
     epochs, _ = read_metrics(run_dir)
     key = "val_accuracy" if any("val_accuracy" in r for r in epochs) else "test_accuracy"
     scores = [r[key] for r in epochs if key in r]
-    ckpts = run_dir / "checkpoints"
-    best = ckpts / "best.safetensors"
-    last = ckpts / "last.safetensors"
     name = run_dir.parent.name
     try:
-        name = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))["name"] or name
+        name = yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8"))["name"] or name
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         pass
-    stamp = (run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else run_dir
+    stamp = (run_dir / CONFIG) if (run_dir / CONFIG).exists() else run_dir
     return {"name": name, "run": str(run_dir),
             "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp.stat().st_mtime)),
             "epochs": len(epochs), "best_metric": key, "best": max(scores) if scores else None,
-            "checkpoint": str(best if best.exists() else last if last.exists() else "")}
+            "checkpoint": str(run_checkpoint(run_dir) or "")}
 
 
 def find_runs(root) -> list[Path]:
     """Run directories under root (any depth), oldest first: those holding metrics.jsonl."""
     root = Path(root)
-    found = {p.parent for p in root.rglob("metrics.jsonl")}
+    found = {p.parent for p in root.rglob(METRICS)}
     return sorted(found, key=lambda p: (p.stat().st_mtime, str(p)))
 
 

@@ -9,7 +9,7 @@ from ..config import load_config
 from ..errors import UserError
 from ..ops.allocator import keep_freed_memory
 from .progress import make_reporter
-from .runs import new_run_dir
+from .runs import checkpoint_path, new_run_dir
 from .trainer import Trainer
 
 
@@ -19,11 +19,11 @@ def resume_path(resume: str | None, name: str, root: Path = Path("runs")) -> Pat
         return None
     if resume != "auto":
         return Path(resume)
-    found = sorted((root / name).glob("*/checkpoints/last.safetensors"))
+    found = sorted(p for p in (root / name).glob("*") if checkpoint_path(p, "last").exists())
     if not found:
         raise UserError(f"--resume auto: no runs/{name}/*/checkpoints/last.safetensors to "
                         f"resume; train once first or name a checkpoint.")
-    return found[-1]
+    return checkpoint_path(found[-1], "last")
 
 
 def run_training(config: Path, overrides: list[str], out: Path | None = None,

@@ -14,6 +14,7 @@ from ..errors import UserError
 from ..layers import ShapeError
 from ..engine.model import Model, flatten
 from . import checkpoint
+from .run_state import stats_from_json
 
 
 @dataclass
@@ -25,8 +26,7 @@ class Trained:
 
     @property
     def stats(self):
-        s = self.info.get("data_stats")
-        return None if s is None else (np.asarray(s["mean"]), np.asarray(s["std"]))
+        return stats_from_json(self.info.get("data_stats"))
 
     @property
     def classes(self) -> list[str]:

@@ -29,7 +29,8 @@ from ..optim import Schedule, build_optimizer, no_decay_names
 from ..optim.curvature import estimate_gn_diagonal
 from . import checkpoint
 from .callbacks import Checkpoints, EarlyStopping, MetricsLog, Monitor, PlateauLR, Report
-from .runs import MetricsWriter, config_yaml, write_config
+from .run_state import RunState, stats_to_json
+from .runs import MetricsWriter, checkpoint_path, config_yaml, write_config
 
 class Trainer:
     def __init__(self, cfg, run_dir: Path, reporter, resume: Path | None = None,
@@ -68,21 +69,23 @@ class Trainer:
 
     # ---- setup -----------------------------------------------------------------
     def load_weights(self, path: Path) -> None:
-        weights, _, _ = checkpoint.load(path)
-        expected = {n: a.shape for n, a in self.flat.items()}
-        checkpoint.check_weights(path, weights, expected)
+        self._set_weights(path, checkpoint.load(path)[0])
+
+    def _set_weights(self, path: Path, weights: dict) -> None:
+        checkpoint.check_weights(path, weights, {n: a.shape for n, a in self.flat.items()})
         for name, arr in weights.items():
             self.flat[name][...] = to_device(arr.astype(self.dtype), self.xp)
 
     def _resume(self, path: Path) -> None:
-        self.load_weights(path)
-        _, opt, info = checkpoint.load(path)
+        weights, opt, info = checkpoint.load(path)
+        run = RunState.from_info(path, info)
+        self._set_weights(path, weights)
         self.optimizer.state = {k: to_device(v.astype(self.dtype), self.xp) for k, v in opt.items()}
-        self.optimizer.steps = info["optimizer_steps"]
-        self.schedule.load_state_dict(info["schedule"])
-        self.epoch, self.batch, self.step = info["epoch"], info["batch"], info["step"]
-        self.monitor.best, self.monitor.bad_epochs = info["best"], info["bad_epochs"]
-        self.partial = info["partial"]
+        self.optimizer.steps = run.optimizer_steps
+        self.schedule.load_state_dict(run.schedule)
+        self.epoch, self.batch, self.step = run.epoch, run.batch, run.step
+        self.monitor.best, self.monitor.bad_epochs = run.best, run.bad_epochs
+        self.partial = run.partial
         self.resumed_from = path
 
     # ---- the loop ----------------------------------------------------------------
@@ -94,7 +97,7 @@ class Trainer:
 
     def _run(self) -> dict:
         t = self.cfg.train
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        checkpoint_path(self.run_dir, "last").parent.mkdir(parents=True, exist_ok=True)
         write_config(self.run_dir, self.cfg)
         self.callbacks = self._callbacks()
         self._each("on_train_begin")
@@ -216,20 +219,18 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------
     def checkpoint_path(self, which: str) -> Path:
-        return self.run_dir / "checkpoints" / f"{which}.safetensors"
+        return checkpoint_path(self.run_dir, which)
 
     def host_weights(self) -> dict:
         return {n: to_numpy(a) for n, a in self.flat.items()}
 
     def save(self, which: str) -> None:
-        info = {"config": config_yaml(self.cfg), "epoch": self.epoch, "batch": self.batch,
-                "step": self.step, "optimizer_steps": self.optimizer.steps,
-                "schedule": self.schedule.state_dict(), "best": self.monitor.best,
-                "bad_epochs": self.monitor.bad_epochs, "monitor": self.monitor.name,
-                "partial": self.partial, "data_stats": stats_to_json(self.data.stats),
-                "classes": self.data.train.classes}
+        state = RunState(config_yaml(self.cfg), self.epoch, self.batch, self.step,
+                         self.optimizer.steps, self.schedule.state_dict(), self.monitor.best,
+                         self.monitor.bad_epochs, self.monitor.name, self.partial,
+                         stats_to_json(self.data.stats), self.data.train.classes)
         opt = {n: to_numpy(a) for n, a in self.optimizer.state.items()}
-        checkpoint.save(self.checkpoint_path(which), self.host_weights(), opt, info)
+        checkpoint.save(self.checkpoint_path(which), self.host_weights(), opt, state.to_info())
 
     @contextmanager
     def _sigint_flag(self):
@@ -252,11 +253,6 @@ class Trainer:
 def fresh_partial() -> dict:
     """The running sums of an epoch in progress (a checkpoint keeps them, for exact resume)."""
     return {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-
-
-def stats_to_json(stats):
-    return None if stats is None else {"mean": list(map(float, stats[0])),
-                                       "std": list(map(float, stats[1]))}
 
 
 def clip_by_global_norm(grads: dict, max_norm: float) -> float:

@@ -1,0 +1,90 @@
+"""Ensembles and ten crops in `eval`, `embed` with neighbours, `maximize` and `predict --explain`."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+from helpers.cli import CONFIGS, ROOT, best, invoke, png_size, runner  # noqa: F401
+
+
+def test_ensemble_and_ten_crops(run):
+    one = json.loads(invoke("eval", best(run), "--json").output)
+    last = run / "checkpoints" / "last.safetensors"
+    two = json.loads(invoke("eval", best(run), last, "--json").output)
+    assert two["count"] == one["count"] == 200 and len(two["checkpoints"]) == 2
+    crops = invoke("eval", best(run), "--crops", "10", "--crop-pad", "2", "--json")
+    assert crops.exit_code == 0, crops.output
+    m = json.loads(crops.output)
+    assert m["crops"] == 10 and abs(m["accuracy"] - one["accuracy"]) < 0.15
+    r = invoke("eval", best(run), "--crops", "10")
+    assert r.exit_code == 2 and "nothing to crop" in r.output
+
+
+def test_ten_crops_are_the_corners_centre_and_mirrors():
+    from cnnrun.train.evaluate import ten_crops
+    x = np.arange(2 * 1 * 4 * 5, dtype=np.float32).reshape(2, 1, 4, 5)
+    c = ten_crops(x, (2, 3))
+    assert c.shape == (10, 2, 1, 2, 3)
+    np.testing.assert_array_equal(c[0], x[:, :, :2, :3])
+    np.testing.assert_array_equal(c[3], x[:, :, 2:, 2:])
+    np.testing.assert_array_equal(c[4], x[:, :, 1:3, 1:4])
+    np.testing.assert_array_equal(c[5:], c[:5, ..., ::-1])
+
+
+def test_embed_and_neighbours(run, tmp_path):
+    out = tmp_path / "f.npy"
+    r = invoke("embed", best(run), "--layer", "fc2", "-o", out, "--neighbours", "3",
+               "--queries", "4", "--picture", tmp_path / "nn.png", "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.output)
+    feats = np.load(out)
+    assert feats.shape == (200, 84) and len(np.load(tmp_path / "f-labels.npy")) == 200
+    assert len(result["neighbours"]) == 4 and all(len(q["nearest"]) == 3
+                                                  for q in result["neighbours"])
+    d = [n["distance"] for n in result["neighbours"][0]["nearest"]]
+    assert d == sorted(d)
+    assert png_size(tmp_path / "nn.png")[0] > 0
+
+
+def test_embed_names_a_missing_layer(run):
+    r = invoke("embed", best(run), "--layer", "fc9")
+    assert r.exit_code == 2 and "no layer 'fc9'" in r.output and "fc2" in r.output
+
+
+def test_nearest_matches_brute_force():
+    from cnnrun.tools.analysis import nearest
+    rng = np.random.default_rng(0)
+    q, p = rng.normal(size=(5, 4)), rng.normal(size=(30, 4))
+    idx, dist = nearest(q, p, 3)
+    brute = np.linalg.norm(q[:, None] - p[None], axis=2)
+    np.testing.assert_array_equal(idx, np.argsort(brute, axis=1)[:, :3])
+    np.testing.assert_allclose(dist, np.sort(brute, axis=1)[:, :3])
+
+
+def test_maximize_raises_the_units_activation(run, tmp_path):
+    from cnnrun.tools.analysis import maximize
+    from cnnrun.train.trained import load_trained
+    tr = load_trained(best(run))
+    rises = [h[-1] - h[0] for h in (maximize(tr.model, tr.state, "conv2", u, steps=40)[1]
+                                    for u in range(4))]
+    assert max(rises) > 0.5
+    r = invoke("maximize", best(run), "--layer", "conv2", "--units", "0,1", "--steps", "5",
+               "-o", tmp_path / "m.png")
+    assert r.exit_code == 0, r.output
+    assert png_size(tmp_path / "m.png")[0] > 0
+    assert invoke("maximize", best(run), "--layer", "conv2", "--units", "99").exit_code == 2
+
+
+def test_predict_explain_draws_each_layer(run, tmp_path):
+    from PIL import Image
+    img = np.zeros((28, 28), np.uint8)
+    img[6:22, 12:16] = 255
+    Image.fromarray(img).save(tmp_path / "one.png")
+    r = invoke("predict", best(run), tmp_path / "one.png", "--explain", "-o", tmp_path / "ex",
+               "--json")
+    assert r.exit_code == 0, r.output
+    maps = json.loads(r.output)[0]["feature_maps"]
+    assert [Path(m).name for m in maps] == ["one-00-conv1.png", "one-01-1.png", "one-02-2.png",
+                                            "one-03-conv2.png", "one-04-4.png", "one-05-5.png"]
