@@ -29,6 +29,10 @@ class Elementwise(Layer):
     """y = f(x) per unit; subclasses give f and f' (from x and y) side by side."""
 
     derivative_from_y: ClassVar[bool] = False  # df and d2f use only y (x is then not kept)
+    onnx_op: ClassVar[str | None] = None  # the ONNX operator that computes f, if one does
+
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op(self.onnx_op, x)
 
     def f(self, xp, x):
         raise NotImplementedError
@@ -83,11 +87,9 @@ class ReLU(Elementwise):
     """y = max(x, 0); y' = 1 for x > 0, else 0. Any shape in, the same shape out."""
 
     type: Literal["relu"] = "relu"
+    onnx_op: ClassVar = "Relu"
     derivative_from_y: ClassVar[bool] = True
     examples: ClassVar = ANY_SHAPE
-
-    def to_onnx(self, g, x, p, in_shape):
-        return g.op("Relu", x)
 
     def f(self, xp, x):
         out = xp.empty_like(x)
@@ -164,11 +166,9 @@ class Tanh(Elementwise):
     """y = tanh(x); y' = 1 − y². Any shape in, the same shape out."""
 
     type: Literal["tanh"] = "tanh"
+    onnx_op: ClassVar = "Tanh"
     derivative_from_y: ClassVar[bool] = True
     examples: ClassVar = ANY_SHAPE
-
-    def to_onnx(self, g, x, p, in_shape):
-        return g.op("Tanh", x)
 
     def f(self, xp, x):
         return xp.tanh(x)
