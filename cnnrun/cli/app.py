@@ -56,11 +56,31 @@ def fail(message: str, code: int):
         import traceback
         traceback.print_exc()
     typer.echo(f"error: {message}", err=True)
+    if code != 130:  # Ctrl-C reaches every rank, and all stop at the same step
+        _end_the_world(code)
     raise typer.Exit(code)
+
+
+def _end_the_world(code: int) -> None:
+    """Under mpiexec, a rank that fails ends every rank (the others would wait for it in
+    their next collective), as ``python -m mpi4py`` does. Imports nothing new."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized() \
+            and mpi.COMM_WORLD.Get_size() > 1:
+        sys.stderr.flush()
+        mpi.COMM_WORLD.Abort(code)
+
+
+def is_follower_rank() -> bool:
+    """A rank other than 0 of an MPI job: it prints nothing but its errors."""
+    rank = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+    return rank != "0"
 
 
 def emit(result, as_json: bool, view=None) -> None:
     """Print a command's result: JSON, or ``view(console)`` (its rich tables)."""
+    if is_follower_rank():
+        return
     if as_json:
         typer.echo(json.dumps(result))
     elif view is not None:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .app import command, emit
+from .app import command, emit, is_follower_rank
 
 
 @command()
@@ -23,9 +23,10 @@ def train(config: Path = typer.Argument(..., help="YAML config file"),
     from .render import summary_text
     result = run_training(config, set_ or [], out, resume, init_weights, quiet, summary_text)
     t = result["test"]
-    typer.echo(f"test accuracy {t['accuracy']:.2%} (top-5 {t['top5']:.2%}, loss "
-               f"{t['loss']:.4f}) on {t['count']} images; checkpoints in "
-               f"{result['run_dir']}/checkpoints/")
+    if not is_follower_rank():
+        typer.echo(f"test accuracy {t['accuracy']:.2%} (top-5 {t['top5']:.2%}, loss "
+                   f"{t['loss']:.4f}) on {t['count']} images; checkpoints in "
+                   f"{result['run_dir']}/checkpoints/")
 
 
 @command("eval")

@@ -131,7 +131,7 @@ class TrainConfig(Strict):
     backend: Literal["numpy", "cupy", "auto"] = "numpy"
     processes: Union[Literal["auto"], PositiveInt] = Field(
         "auto", description="processes each batch is cut over (CPU): 'auto' uses every core "
-                            "for networks without batch norm or dropout")
+                            "where the network's state is small (see the README)")
     monitor: Literal["val_loss", "val_accuracy", "train_loss"] = "val_accuracy"
     lr_mult: dict[str, PositiveFloat] = Field({}, description="name pattern → learning-rate factor")
     no_decay: list[str] = Field([], description="'bias', 'norm' or name patterns without decay")

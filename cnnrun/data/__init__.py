@@ -72,17 +72,23 @@ def _val_count(spec, n: int) -> int:
 
 
 def batches(data: Prepared, batch_size: int, seed: int, epoch: int, start: int = 0,
-            augment_cfg=None, fill=None, shuffle: bool = True):
-    """Yield (batch index, x, y) of one epoch, from batch ``start`` on."""
+            augment_cfg=None, fill=None, shuffle: bool = True, share=None):
+    """Yield (batch index, x, y) of one epoch, from batch ``start`` on.
+
+    ``share``: batch length → (lo, hi), the samples this process computes (an MPI rank's
+    share). x holds those samples only, augmented as they would be in the whole batch
+    (``transforms.ShareDraws``); y is the whole batch's labels, which the loss reads."""
     n = len(data)
     order = np.random.default_rng([seed, STREAM_SHUFFLE, epoch]).permutation(n) if shuffle \
         else np.arange(n)
     for b in range(start, num_batches(n, batch_size)):
         idx = order[b * batch_size:(b + 1) * batch_size]
-        x = data.x[idx]
+        lo, hi = share(len(idx)) if share else (0, len(idx))
+        x = data.x[idx[lo:hi]]
         if augment_cfg is not None and not transforms.is_identity(augment_cfg):
             rng = np.random.default_rng([seed, STREAM_AUGMENT, epoch, b])
-            x = transforms.augment(x, augment_cfg, rng, fill)
+            x = transforms.augment(x, augment_cfg, transforms.ShareDraws(rng, lo, hi, len(idx)),
+                                   fill)
         yield b, x, data.y[idx]
 
 

@@ -128,6 +128,28 @@ def hflip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+class ShareDraws:
+    """A generator's draws for a whole batch of n samples, of which a share keeps its own,
+    lo … hi−1: the share is then augmented exactly as those samples are in the whole batch.
+    The transforms draw one value per sample and parameter, in a fixed order."""
+
+    def __init__(self, rng, lo: int, hi: int, n: int):
+        self.rng, self.lo, self.hi, self.n = rng, lo, hi, n
+
+    def _own(self, values, size):
+        assert size == self.hi - self.lo, "a transform draws one value per sample of its share"
+        return values[self.lo:self.hi]
+
+    def uniform(self, low, high, size):
+        return self._own(self.rng.uniform(low, high, self.n), size)
+
+    def integers(self, low, high, size):
+        return self._own(self.rng.integers(low, high, self.n), size)
+
+    def random(self, size):
+        return self._own(self.rng.random(self.n), size)
+
+
 def augment(x: np.ndarray, cfg, rng: np.random.Generator, fill) -> np.ndarray:
     if cfg.affine is not None:
         x = affine(x, cfg.affine, rng, fill)
@@ -142,5 +164,5 @@ def is_identity(cfg) -> bool:
     return cfg.affine is None and not cfg.random_crop_padding and not cfg.hflip
 
 
-__all__ = ["preprocess", "channel_stats", "augment", "resize", "affine", "random_crop", "hflip",
+__all__ = ["ShareDraws", "preprocess", "channel_stats", "augment", "resize", "affine", "random_crop", "hflip",
            "fill_value", "is_identity"]

@@ -81,11 +81,13 @@ class Model:
     def threads(self, batch: int):
         return engine_threads(self._thread_modes.setdefault(batch, ThreadMode()))
 
-    def forward(self, state, x, train=False, rng=None):
-        if self.runner is not None and self.runner.takes(x, train):
-            return self.runner.forward(state, x, train)
+    def forward(self, state, x, train=False, rng=None, sums=None):
+        """``sums``: where x is a share of a batch cut over machines (MPI ranks), the sums
+        across the shares (``Context.shares``), through which batch norm sees the batch."""
+        if self.runner is not None and self.runner.takes(x, train, rng):
+            return self.runner.forward(state, x, train, rng, sums)
         with self.threads(x.shape[-1]):
-            return self.root.forward(state, x, Context(train=train, rng=rng))
+            return self.root.forward(state, x, Context(train=train, rng=rng, shares=sums))
 
     def backward(self, state, cache, gy, need_gx=False):
         if self.runner is not None and self.runner.owns(cache):

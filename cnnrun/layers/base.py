@@ -88,10 +88,11 @@ class RF:
 
 @dataclass
 class Context:
-    """Per-call settings: training mode, the dropout generator, and where the batch is cut
-    over processes the sum across its shares (``replicas.CrossShares``: ``total(partial)``
-    adds a per-share array over every share, ``count(m)`` scales a per-share count to the
-    batch's), through which batch norm takes the whole batch's statistics."""
+    """Per-call settings: training mode, dropout's random numbers (per-sample
+    ``SampleStreams``, or one generator for the batch), and where the batch is cut over
+    processes or machines the sum across its shares (``total(partial)`` adds a per-share
+    array over every share, ``count(m)`` scales a per-share count to the whole batch's),
+    through which batch norm takes the whole batch's statistics."""
 
     train: bool = False
     rng: Any = None
@@ -182,6 +183,12 @@ class Layer(BaseModel):
         dropout's draws are not; a container is separable where all its layers are."""
         children = getattr(self, "children", None)
         return all(c.separable(train) for _, c in children()) if children else True
+
+    def draws(self, train: bool) -> bool:
+        """Whether this mode draws random numbers (dropout in training): such a pass may be
+        cut into shares only with per-sample streams (``layers/streams.py``)."""
+        children = getattr(self, "children", None)
+        return any(c.draws(train) for _, c in children()) if children else False
 
     def splittable(self, train: bool) -> bool:
         """Whether a batch may be cut into shares computed in separate processes

@@ -8,6 +8,7 @@ from pydantic import Field, PositiveInt
 from ..ops.parallel import matmul
 from ..registry import LAYERS
 from .base import Layer, ParamLayer, ShapeError
+from .streams import draw_uniform
 
 
 @LAYERS.register("linear")
@@ -116,14 +117,17 @@ class Dropout(Layer):
         return x  # the identity in evaluation
 
     def separable(self, train):
-        return not train or self.p == 0.0  # one generator draws the whole batch's mask
+        return True  # each sample's mask comes from its own stream (layers/streams.py)
+
+    def draws(self, train):
+        return train and self.p > 0.0
 
     def forward(self, p, x, ctx):
         if not ctx.train or self.p == 0.0:
             return x, None
         if ctx.rng is None:
             raise RuntimeError("dropout in training mode needs a random generator in the context")
-        keep = ctx.rng.random(x.shape, dtype=x.dtype) >= self.p
+        keep = draw_uniform(ctx.rng, x) >= self.p
         mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
         return x * mask, mask
 

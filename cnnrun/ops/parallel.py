@@ -40,13 +40,18 @@ if TYPE_CHECKING:
 
 @functools.cache
 def num_workers() -> int:
+    """The cores this process may use: its share of the machine's when MPI started several
+    ranks on it (``MPI_LOCALNRANKS``, set by MPICH's and Open MPI's launchers), so that K
+    ranks on K cores each run on one instead of fighting over all of them."""
     env = os.environ.get("CNNRUN_NUM_THREADS")
     if env:
         return max(1, int(env))
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    local = os.environ.get("MPI_LOCALNRANKS", os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE", "1"))
+    return max(1, cores // max(1, int(local)))
 
 
 @functools.cache

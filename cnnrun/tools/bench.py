@@ -8,11 +8,12 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from ..ops.backend import get_backend, random_generator
+from ..ops.backend import get_backend
 from ..ops.allocator import keep_freed_memory, peak_rss_mb
 from ..ops.blas import blas_info
 from ..layers import Context
 from ..layers.chain import Hooks, hooked
+from ..layers.streams import SampleStreams
 from ..ops.layout import to_engine
 from ..engine.model import Model, flatten
 from ..ops.parallel import solo
@@ -56,7 +57,7 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1,
         return model.threads(batch) if processes == 1 else solo()
 
     def train_step(record: bool):  # the root's own passes, each top-level layer timed
-        ctx = Context(train=True, rng=random_generator(xp, 0))
+        ctx = Context(train=True, rng=SampleStreams([0]))
         with hooked(timer) if record else nullcontext(), threads():
             out, cache = model.root.forward(state, layer_x, ctx)
         _, g = t.loss.value_and_grad(out, layer_labels)
@@ -65,7 +66,7 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1,
         opt.step(flat, flatten(grads), t.optimizer.lr)
 
     def model_step(record: bool):  # a whole step across the processes
-        out, cache = model.forward(state, x, train=True, rng=random_generator(xp, 0))
+        out, cache = model.forward(state, x, train=True, rng=SampleStreams([0]))
         _, g = t.loss.value_and_grad(out, labels)
         opt.step(flat, flatten(model.backward(state, cache, g)[1]), t.optimizer.lr)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..data import prepare
 from ..errors import UserError
-from ..train.evaluate import averaged_logits, metrics
+from ..engine.parallel.world import World
+from ..train.evaluate import averaged_logits, metric_sums, metrics_from_sums
 from ..train.trained import load_trained
 
 
@@ -29,7 +30,12 @@ def evaluate_checkpoints(checkpoints: list[Path], data: Path | None = None, spli
                      splits=(split,))
     part = bundle.test if split == "test" else bundle.train
     pad = dcfg.augment.random_crop_padding if crop_pad is None else crop_pad
-    logits = averaged_logits(members, part.x, crops, pad if crops == 10 else 0, bundle.fill)
-    m = metrics(logits, part.y, first.cfg.train.loss, part.classes)
+    world = World.detect()  # under mpiexec each rank scores its part and the sums are added
+    lo, hi = world.share(len(part.y))
+    logits = averaged_logits(members, part.x[lo:hi], crops, pad if crops == 10 else 0,
+                             bundle.fill)
+    K = first.model.output_shape[0]
+    sums = world.allreduce(metric_sums(logits, part.y[lo:hi], first.cfg.train.loss, K))
+    m = metrics_from_sums(sums, K, part.classes)
     m.update(checkpoints=[str(c) for c in checkpoints], crops=crops)
     return m

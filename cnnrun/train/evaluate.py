@@ -19,27 +19,48 @@ def predict_logits(model, state, x: np.ndarray, batch_size: int = 500, xp=np):
     return np.concatenate(outs) if outs else np.zeros((0, model.output_shape[0]))
 
 
-def metrics(logits: np.ndarray, labels: np.ndarray, loss_fn, classes) -> dict:
-    K = logits.shape[1]
+def metric_sums(logits: np.ndarray, labels: np.ndarray, loss_fn, K: int) -> np.ndarray:
+    """What the metrics are made of, as sums that add up over parts of a split (MPI ranks):
+    [loss summed over samples, correct, correct in the top 5, count, confusion (K·K)]."""
+    n = len(labels)
+    out = np.zeros(4 + K * K)
+    if n == 0:
+        return out
     loss, _ = loss_fn.value_and_grad(logits.T.astype(np.float64), labels)
     pred = logits.argmax(axis=1)
     top5 = np.argsort(-logits, axis=1)[:, :min(5, K)]
-    confusion = np.bincount(labels * K + pred, minlength=K * K).reshape(K, K)  # (true, predicted)
+    out[0] = float(loss) * n if loss_fn.reduction == "mean" else float(loss)
+    out[1], out[2], out[3] = (pred == labels).sum(), (top5 == labels[:, None]).any(axis=1).sum(), n
+    out[4:] = np.bincount(labels * K + pred, minlength=K * K)  # (true, predicted), flattened
+    return out
+
+
+def metrics_from_sums(sums: np.ndarray, K: int, classes) -> dict:
+    loss, correct, top5, n = sums[:4]
+    confusion = sums[4:].reshape(K, K).astype(np.int64)  # (true, predicted)
     counts = confusion.sum(axis=1)
     per_class = np.divide(np.diag(confusion), counts, out=np.zeros(K), where=counts > 0)
-    return {
-        "loss": float(loss if loss_fn.reduction == "mean" else loss / max(len(labels), 1)),
-        "accuracy": float((pred == labels).mean()) if len(labels) else 0.0,
-        "top5": float((top5 == labels[:, None]).any(axis=1).mean()) if len(labels) else 0.0,
-        "per_class": {str(c): float(a) for c, a in zip(classes, per_class)},
-        "confusion": confusion.tolist(),
-        "count": int(len(labels)),
-    }
+    return {"loss": float(loss / max(n, 1)), "accuracy": float(correct / n) if n else 0.0,
+            "top5": float(top5 / n) if n else 0.0,
+            "per_class": {str(c): float(a) for c, a in zip(classes, per_class)},
+            "confusion": confusion.tolist(), "count": int(n)}
 
 
-def evaluate(model, state, data, loss_fn, batch_size: int = 500, xp=np) -> dict:
-    return metrics(predict_logits(model, state, data.x, batch_size, xp), data.y, loss_fn,
-                   data.classes)
+def metrics(logits: np.ndarray, labels: np.ndarray, loss_fn, classes) -> dict:
+    K = logits.shape[1]
+    return metrics_from_sums(metric_sums(logits, labels, loss_fn, K), K, classes)
+
+
+def evaluate(model, state, data, loss_fn, batch_size: int = 500, xp=np, world=None) -> dict:
+    """Metrics of a split; under MPI each rank scores its contiguous part and the sums are
+    added, so the result is one process's (counts exactly, the loss to rounding)."""
+    lo, hi = world.share(len(data)) if world is not None else (0, len(data))
+    logits = predict_logits(model, state, data.x[lo:hi], batch_size, xp)
+    K = model.output_shape[0]
+    sums = metric_sums(logits, data.y[lo:hi], loss_fn, K)
+    if world is not None:
+        sums = world.allreduce(sums)
+    return metrics_from_sums(sums, K, data.classes)
 
 
 __all__ = ["evaluate", "metrics", "predict_logits", "get_array_module"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config import load_config
 from ..errors import UserError
+from ..engine.parallel.world import World
 from ..ops.allocator import keep_freed_memory
 from .progress import make_reporter
 from .runs import checkpoint_path, new_run_dir
@@ -29,10 +30,18 @@ def resume_path(resume: str | None, name: str, root: Path = Path("runs")) -> Pat
 def run_training(config: Path, overrides: list[str], out: Path | None = None,
                  resume: str | None = None, init_weights: Path | None = None,
                  quiet: bool = False, describe=None) -> dict:
-    """Train as ``cnnrun train`` does; the trainer's result (run directory, test metrics)."""
+    """Train as ``cnnrun train`` does; the trainer's result (run directory, test metrics).
+
+    Under ``mpiexec`` every rank runs this: rank 0 makes the run directory and tells the
+    others its path, and alone shows progress and writes."""
+    world = World.detect()
     cfg = load_config(config, overrides)
     ckpt = resume_path(resume, cfg.name)
-    run_dir = Path(out) if out else (ckpt.parent.parent if ckpt else None)
-    run_dir = new_run_dir(cfg.name, str(run_dir) if run_dir else None)
+    run_dir = None
+    if world.is_root:
+        run_dir = Path(out) if out else (ckpt.parent.parent if ckpt else None)
+        run_dir = new_run_dir(cfg.name, str(run_dir) if run_dir else None)
+    run_dir = Path(world.broadcast_text(str(run_dir) if run_dir else None))
     keep_freed_memory()
-    return Trainer(cfg, run_dir, make_reporter(quiet), ckpt, init_weights, describe).run()
+    reporter = make_reporter(quiet) if world.is_root else None
+    return Trainer(cfg, run_dir, reporter, ckpt, init_weights, describe, world).run()

@@ -8,7 +8,6 @@ anywhere and resuming reproduces an uninterrupted run bit for bit on the CPU.
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from contextlib import contextmanager
@@ -16,29 +15,34 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ops.backend import get_backend, random_generator, to_device, to_numpy
-from ..data import (STREAM_CURVATURE, STREAM_DROPOUT, STREAM_INIT, batches, num_batches,
-                    prepare)
-from ..errors import Interrupted, RunFailed, UserError
+from ..ops.backend import get_backend, to_device, to_numpy
+from ..data import STREAM_INIT, batches, num_batches, prepare
+from ..errors import Interrupted, UserError
 from .evaluate import evaluate
-from ..ops.layout import to_engine
 from ..engine.parallel.replicas import use_processes
+from ..engine.parallel.world import World
 from ..engine.model import Model, flatten
 from ..engine.state import param_owner_types
 from ..optim import Schedule, build_optimizer, no_decay_names
-from ..optim.curvature import estimate_gn_diagonal
 from . import checkpoint
 from .callbacks import Checkpoints, EarlyStopping, MetricsLog, Monitor, PlateauLR, Report
 from .run_state import RunState, stats_to_json
 from .runs import MetricsWriter, checkpoint_path, config_yaml, write_config
+from .step import TrainStep, clip_by_global_norm
 
 class Trainer:
     def __init__(self, cfg, run_dir: Path, reporter, resume: Path | None = None,
-                 init_weights: Path | None = None, describe=None):
+                 init_weights: Path | None = None, describe=None, world: World | None = None):
         """``reporter``: the progress display (train/progress.py), or None. ``describe``:
-        (model, train config) → the text TensorBoard shows as the model's summary."""
+        (model, train config) → the text TensorBoard shows as the model's summary.
+        ``world``: the MPI ranks sharing this training (one process by default); rank 0
+        alone writes the run directory."""
         self.cfg, self.run_dir, self.reporter = cfg, Path(run_dir), reporter
-        self.describe = describe
+        self.describe, self.world = describe, world or World()
+        if self.world.size > 1 and cfg.train.optimizer.type == "sdlm":
+            raise UserError("train.optimizer: sdlm estimates its curvature on this process's "
+                            "batch and is not yet summed over MPI ranks; run it without mpiexec "
+                            "or choose another optimizer.")
         t = cfg.train
         self.xp = get_backend(t.backend)
         self.dtype = np.dtype(t.dtype)
@@ -66,6 +70,7 @@ class Trainer:
         if resume:
             self._resume(Path(resume))
         self.interrupted = False
+        self.train_step = TrainStep(self)
 
     # ---- setup -----------------------------------------------------------------
     def load_weights(self, path: Path) -> None:
@@ -97,8 +102,9 @@ class Trainer:
 
     def _run(self) -> dict:
         t = self.cfg.train
-        checkpoint_path(self.run_dir, "last").parent.mkdir(parents=True, exist_ok=True)
-        write_config(self.run_dir, self.cfg)
+        if self.world.is_root:
+            checkpoint_path(self.run_dir, "last").parent.mkdir(parents=True, exist_ok=True)
+            write_config(self.run_dir, self.cfg)
         self.callbacks = self._callbacks()
         self._each("on_train_begin")
         try:
@@ -109,16 +115,20 @@ class Trainer:
                     self._end_epoch()
         finally:
             self._each("on_train_end")
-        final = evaluate(self.model, self.state, self.data.test, self.loss_fn, xp=self.xp)
+        final = evaluate(self.model, self.state, self.data.test, self.loss_fn, xp=self.xp,
+                         world=self.world)
         return {"run_dir": str(self.run_dir), "test": final, "epochs": self.epoch,
                 "stopped_early": self.stop_training}
 
     def _callbacks(self) -> list:
+        """Every rank keeps the same schedule and stopping rule; rank 0 alone writes."""
         t = self.cfg.train
-        out = [PlateauLR(), Checkpoints(),
-               MetricsLog(MetricsWriter(self.run_dir, self._tensorboard()), t.log_every)]
-        if self.reporter is not None:
-            out.append(Report(self.reporter))
+        out = [PlateauLR()]
+        if self.world.is_root:
+            out += [Checkpoints(),
+                    MetricsLog(MetricsWriter(self.run_dir, self._tensorboard()), t.log_every)]
+            if self.reporter is not None:
+                out.append(Report(self.reporter))
         if t.early_stopping:
             out.append(EarlyStopping(t.early_stopping.patience, t.early_stopping.restore_best))
         return out
@@ -130,19 +140,20 @@ class Trainer:
     def _train_epoch(self) -> None:
         t, p = self.cfg.train, self.partial
         start = time.perf_counter()
+        share = self.world.share if self.world.size > 1 else None
         for b, x, y in batches(self.data.train, t.batch_size, t.seed, self.epoch, self.batch,
-                               self.cfg.data.augment, self.data.fill):
-            loss, correct = self._train_step(x, y)
+                               self.cfg.data.augment, self.data.fill, share=share):
+            loss, correct = self.train_step(x, y)
             self.batch, self.step = b + 1, self.step + 1
             p["loss_sum"] += loss * len(y)
             p["correct"] += correct
             p["seen"] += len(y)
             elapsed = p["seconds"] + time.perf_counter() - start
             self._each("on_step_end", {"epoch": self.epoch + 1, "batch": self.batch,
-                                       "step": self.step, "loss": loss, "lr": self._lr(),
+                                       "step": self.step, "loss": loss, "lr": self.lr(),
                                        "accuracy": p["correct"] / p["seen"],
                                        "images_per_s": p["seen"] / max(elapsed, 1e-9)})
-            if self.interrupted:
+            if self._interrupted():
                 p["seconds"] = elapsed
                 self.save("last")
                 raise Interrupted(f"interrupted at epoch {self.epoch + 1}, step {self.step}; "
@@ -150,56 +161,28 @@ class Trainer:
                                   f"--resume {self.checkpoint_path('last')}")
         p["seconds"] += time.perf_counter() - start
 
-    def _lr(self) -> float:
+    def _interrupted(self) -> bool:
+        """Ctrl-C seen here, or on any rank (they must stop at the same step)."""
+        if self.world.size == 1:
+            return self.interrupted
+        return bool(self.world.allreduce(np.array([int(self.interrupted)]))[0])
+
+    def lr(self) -> float:
         return self.schedule.lr(self.epoch, self.step)
-
-    def _train_step(self, x, y) -> tuple[float, int]:
-        xp, t = self.xp, self.cfg.train
-        xe = to_engine(to_device(x, xp))
-        labels = to_device(y, xp)
-        rng = random_generator(xp, [t.seed, STREAM_DROPOUT, self.step])
-        out, cache = self.model.forward(self.state, xe, train=True, rng=rng)
-        loss, g = self.loss_fn.value_and_grad(out, labels)
-        loss = float(loss)  # a host sync; needed for the NaN check and the progress bar
-        if not math.isfinite(loss):
-            self._diverged(loss)
-        _, grads = self.model.backward(self.state, cache, g)
-        gflat = flatten(grads)
-        penalty, pgrads = self.model.penalty(self.state)  # e.g. sparsity of learned map mixes
-        if pgrads:
-            loss += penalty
-            for name, pg in pgrads.items():
-                gflat[name] = gflat[name] + pg
-        if t.grad_clip_norm:
-            clip_by_global_norm(gflat, t.grad_clip_norm)
-        if self.optimizer.needs_curvature(self.step):
-            probe_rng = np.random.default_rng([t.seed, STREAM_CURVATURE, self.step])
-            self.optimizer.set_curvature(estimate_gn_diagonal(
-                self.model, self.state, xe, labels, self.loss_fn, t.optimizer.probes, probe_rng,
-                lambda: random_generator(xp, [t.seed, STREAM_DROPOUT, self.step])))
-        self.optimizer.step(self.flat, gflat, self._lr())
-        correct = int((out.argmax(axis=0) == labels).sum())
-        return loss, correct
-
-    def _diverged(self, loss: float):
-        last = self.checkpoint_path("last")
-        kept = (f"the last good checkpoint ({last}) was kept" if last.exists()
-                else "no checkpoint had been written yet")
-        raise RunFailed(f"the loss became {loss} at epoch {self.epoch + 1}, step "
-                        f"{self.step + 1}; training stopped and {kept}. Lower "
-                        f"train.optimizer.lr, set train.grad_clip_norm, or check the data.")
 
     def _end_epoch(self) -> None:
         """The epoch's row, the monitor's verdict, then the callbacks (checkpoints, logs)."""
         p = self.partial
-        row = {"epoch": self.epoch + 1, "step": self.step, "lr": self._lr(),
+        row = {"epoch": self.epoch + 1, "step": self.step, "lr": self.lr(),
                "train_loss": p["loss_sum"] / max(p["seen"], 1),
                "train_accuracy": p["correct"] / max(p["seen"], 1), "seconds": p["seconds"]}
         if self.data.val is not None:
-            m = evaluate(self.model, self.state, self.data.val, self.loss_fn, xp=self.xp)
+            m = evaluate(self.model, self.state, self.data.val, self.loss_fn, xp=self.xp,
+                         world=self.world)
             row.update(val_loss=m["loss"], val_accuracy=m["accuracy"])
         else:  # for information only: never used to choose a checkpoint
-            m = evaluate(self.model, self.state, self.data.test, self.loss_fn, xp=self.xp)
+            m = evaluate(self.model, self.state, self.data.test, self.loss_fn, xp=self.xp,
+                         world=self.world)
             row.update(test_loss=m["loss"], test_accuracy=m["accuracy"])
         self.monitor.update(row[self.monitor.name])
         self.epoch, self.batch = self.epoch + 1, 0
@@ -214,7 +197,7 @@ class Trainer:
         return TensorBoardLog(self.run_dir / "tensorboard", text)
 
     def message(self, text: str) -> None:
-        if self.reporter is not None:
+        if self.reporter is not None and self.world.is_root:
             self.reporter.message(text)
 
     # ---- checkpoints -------------------------------------------------------------
@@ -253,17 +236,6 @@ class Trainer:
 def fresh_partial() -> dict:
     """The running sums of an epoch in progress (a checkpoint keeps them, for exact resume)."""
     return {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-
-
-def clip_by_global_norm(grads: dict, max_norm: float) -> float:
-    """Scale all gradients so that their joint L2 norm is at most max_norm (PyTorch's rule)."""
-    total = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
-    if total > max_norm:
-        scale = max_norm / (total + 1e-6)
-        for g in grads.values():
-            g *= scale
-    return total
-
 
 
 __all__ = ["Trainer", "Interrupted", "clip_by_global_norm", "UserError"]

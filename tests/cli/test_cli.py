@@ -85,7 +85,8 @@ def test_schema_modules_keep_their_annotations_live():
     from cnnrun.engine import losses
     from cnnrun.config import schema
     from cnnrun.layers import LAYER_MODULES
-    postponed = [m.__name__ for m in (*LAYER_MODULES, schema, losses)
+    from cnnrun.optim import optimizers, schedules
+    postponed = [m.__name__ for m in (*LAYER_MODULES, schema, losses, optimizers, schedules)
                  if getattr(m, "annotations", None) is __future__.annotations]
     assert postponed == []
 

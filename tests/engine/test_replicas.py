@@ -5,7 +5,8 @@ import copy
 import numpy as np
 import pytest
 
-from cnnrun.errors import RunFailed, UserError
+from cnnrun.errors import RunFailed
+from cnnrun.layers.streams import SampleStreams
 from cnnrun.engine.model import Model, flatten
 from cnnrun.engine.parallel.replicas import (Replicas, processes_for, shares, sum_gradients,
                                             use_processes)
@@ -209,13 +210,17 @@ def test_the_auto_rule(monkeypatch):
                  {"type": "flatten"}, {"type": "linear", "out_features": 1000}], (1, 64, 64))
     assert processes_for(lenet, 1) == 1 and processes_for(lenet, "auto") == 2
     assert processes_for(with_bn, "auto") == 2 and processes_for(with_bn, 2) == 2
-    assert processes_for(with_dropout, "auto") == 1
+    # dropout draws per sample (layers/streams.py): such a network is cut too, but only in
+    # passes given per-sample streams; one generator for the batch cannot be cut
+    assert processes_for(with_dropout, "auto") == 2 and processes_for(with_dropout, 2) == 2
+    x = np.ones((1, 28, 28, 128))
+    assert Replicas(with_dropout, 2, forced=True).takes(x, True, SampleStreams([1]))
+    assert not Replicas(with_dropout, 2, forced=True).takes(x, True, np.random.default_rng(1))
+    assert Replicas(with_dropout, 2, forced=True).takes(x, False)  # no draws in evaluation
     assert processes_for(big, "auto") == 1 and processes_for(big, 2) == 2  # 29 M parameters
-    with pytest.raises(UserError, match="has dropout.*train.processes: auto or 1"):
-        processes_for(with_dropout, 2)
     replicas = Replicas(lenet, 2)  # "auto": cut only where a share is worth a round trip
     assert not replicas.takes(np.ones((1, 28, 28, 2)), True)
-    assert replicas.takes(np.ones((1, 28, 28, 128)), True)  # 64 × 120k MACs a share
+    assert replicas.takes(x, True)  # 64 × 120k MACs a share
     assert not Replicas(lenet, 2).takes(np.ones((1, 28, 28, 1)), True)  # fewer than k
 
 
@@ -225,15 +230,10 @@ def _leaves(layer):
 
 
 def _couples(leaf, train):
-    """The samples a leaf ties together: batch statistics, or one draw for the batch."""
+    """The samples a leaf ties together: batch statistics (dropout's draws are per sample)."""
     if leaf.type.startswith("batchnorm"):
         return train or not leaf.track_running_stats
-    return _draws(leaf, train)
-
-
-def _draws(leaf, train):
-    """Whether a leaf draws at random for the whole batch (the one thing shares cannot sum)."""
-    return leaf.type == "dropout" and train and leaf.p > 0
+    return False
 
 
 @pytest.mark.parametrize("type_name,cfg,shape", EXAMPLES)
@@ -244,13 +244,12 @@ def test_separable_layers_are_those_that_run_per_sample(type_name, cfg, shape):
     state = model.init(seed=0, dtype="float64")
     x = np.random.default_rng(0).uniform(0.1, 1.0, (*shape, 6))  # (lp-pool: positive)
     for train in (True, False):
-        rng = lambda: np.random.default_rng(9)  # noqa: E731
-        whole = model.forward(state, x, train=train, rng=rng())[0]
+        whole = model.forward(state, x, train=train, rng=SampleStreams([9]))[0]
         halves = np.concatenate([model.forward(state, np.ascontiguousarray(x[..., s]),
-                                               train=train, rng=rng())[0]
+                                               train=train, rng=SampleStreams([9], s.start))[0]
                                  for s in (slice(0, 3), slice(3, 6))], axis=-1)
         assert layer.separable(train) == (not any(_couples(leaf, train) for leaf in _leaves(layer)))
-        assert layer.splittable(train) == (not any(_draws(leaf, train) for leaf in _leaves(layer)))
+        assert layer.splittable(train)  # every layer: per sample, or summed across shares
         if layer.separable(train):
             np.testing.assert_allclose(halves, whole, rtol=1e-12, atol=1e-12)
         elif type_name.startswith("batchnorm"):
@@ -258,8 +257,9 @@ def test_separable_layers_are_those_that_run_per_sample(type_name, cfg, shape):
         if layer.splittable(train) and not layer.separable(train):  # summed across shares
             use_processes(model, 2)
             try:
-                split = model.forward(copy.deepcopy(state), x, train=train)[0]
-                assert model.runner.takes(x, train)
+                split = model.forward(copy.deepcopy(state), x, train=train,
+                                      rng=SampleStreams([9]))[0]
+                assert model.runner.takes(x, train, SampleStreams([9]))
             finally:
                 model.close()
             np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-12)

@@ -217,17 +217,20 @@ def test_gradient_clipping_by_global_norm():
     assert small["a"][0] == 0.3
 
 
-@pytest.mark.parametrize("batch_norm", [False, True])
-def test_training_cut_over_two_processes_matches_one(tmp_path, monkeypatch, batch_norm):
+@pytest.mark.parametrize("batch_norm, dropout", [(False, False), (True, False), (True, True)])
+def test_training_cut_over_two_processes_matches_one(tmp_path, monkeypatch, batch_norm, dropout):
     """train.processes: 2 trains the same network as one process, to float64 rounding,
     with its worker really used and stopped at the end; with batch norm, whose statistics
-    the shares sum across the processes, the running statistics match too."""
+    the shares sum across the processes, the running statistics match too; with dropout,
+    whose masks each sample draws from its own stream, so do the weights."""
     from cnnrun.engine.parallel.replicas import Replicas
     split_passes = []
     real = Replicas._forward
     monkeypatch.setattr(Replicas, "_forward",
                         lambda self, *a: split_passes.append(1) or real(self, *a))
-    text = TINY.replace("    - {type: dropout, p: 0.3}\n", "").replace("seed: 3", "seed: 3\n  dtype: float64")
+    text = TINY.replace("seed: 3", "seed: 3\n  dtype: float64")
+    if not dropout:
+        text = text.replace("    - {type: dropout, p: 0.3}\n", "")
     if batch_norm:
         text = text.replace("    - {type: relu}\n", "    - {type: batchnorm2d, name: bn}\n"
                                                    "    - {type: relu}\n", 1)
@@ -241,12 +244,6 @@ def test_training_cut_over_two_processes_matches_one(tmp_path, monkeypatch, batc
         np.testing.assert_allclose(runs[2][0][name], w, rtol=1e-9, atol=1e-11, err_msg=name)
     assert runs[2][1]["test"]["accuracy"] == runs[1][1]["test"]["accuracy"]
     assert len(split_passes) >= 2 * 5  # every training step of 2 epochs, and evaluations
-
-
-def test_processes_with_dropout_is_a_config_error(tmp_path):
-    with pytest.raises(UserError, match="train.processes: 2 cuts each batch.*has dropout, "
-                                        "which draws one mask"):
-        Trainer(config(tmp_path, "train.processes=2"), tmp_path / "dropout", Quiet())
 
 
 def test_resume_from_a_checkpoint_without_its_run_state_names_what_is_missing(tmp_path):

@@ -38,15 +38,17 @@ class CrossShares(ShareSums):
     gets the same total, and hands it back. One round trip per sum (~40 µs): batch norm
     takes three per layer and step. Across machines this is an MPI allreduce."""
 
-    def __init__(self, workers, n: int, batch: int):
+    def __init__(self, workers, n: int, batch: int, outer=None):
         super().__init__(n, batch)
-        self.workers = workers
+        self.workers, self.outer = workers, outer  # outer: the sums across MPI ranks
 
     def total(self, partial):
         total = partial.copy()
         for w in self.workers:
             w.expect_sum()
             total += w.io.array("sum", partial.shape)
+        if self.outer is not None:  # this machine's total, then every machine's
+            total = self.outer.total(total)
         for w in self.workers:
             np.copyto(w.io.array("sum", partial.shape), total)
             w.send({"op": "sum"})

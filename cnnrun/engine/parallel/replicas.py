@@ -42,6 +42,7 @@ import numpy as np
 from ...ops.backend import get_array_module, is_numpy
 from ...errors import UserError
 from ...layers import Context
+from ...layers.streams import SampleStreams
 from ..model import flatten, leaves, unflatten
 from ...ops import parallel  # parallel.num_workers is read at call time (tests set it)
 from ...ops.parallel import solo
@@ -66,8 +67,8 @@ def processes_for(model, setting, xp=np) -> int:
         return k if splittable and k > 1 and state <= STATE_BYTES else 1
     if not splittable:
         raise UserError(f"train.processes: {setting} cuts each batch into shares that run "
-                        "apart, but this network has dropout, which draws one mask for the "
-                        "whole batch in training. Set train.processes: auto or 1.")
+                        "apart, but a layer of this network couples the samples of a batch "
+                        "in a way the shares cannot add up. Set train.processes: auto or 1.")
     return int(setting)
 
 
@@ -124,21 +125,26 @@ class Replicas:
         self._macs = model.macs()  # per sample; the layers are frozen (10 µs a call)
         self._finalizer = weakref.finalize(self, shut_down, self._workers)
 
-    def takes(self, x, train: bool) -> bool:
-        """Whether this pass is cut into shares."""
+    def takes(self, x, train: bool, rng=None) -> bool:
+        """Whether this pass is cut into shares: a network that draws at random (dropout)
+        is cut only where each sample draws from its own stream (``SampleStreams``)."""
         if not is_numpy(get_array_module(x)) or x.shape[-1] < self.k:
             return False
         if train not in self._splittable:
-            self._splittable[train] = self.model.root.splittable(train)
+            root = self.model.root
+            self._splittable[train] = (root.splittable(train), root.draws(train))
+        splittable, draws = self._splittable[train]
+        if draws and not isinstance(rng, SampleStreams):
+            return False
         share_macs = x.shape[-1] // self.k * self._macs
-        return self._splittable[train] and (self.forced or share_macs >= MIN_SHARE_MACS)
+        return splittable and (self.forced or share_macs >= MIN_SHARE_MACS)
 
     def owns(self, cache) -> bool:
         return isinstance(cache, SplitCache)
 
     # ---- passes -------------------------------------------------------------
-    def forward(self, state, x, train: bool):
-        return self._in_step(self._forward, state, x, train)
+    def forward(self, state, x, train: bool, rng=None, sums=None):
+        return self._in_step(self._forward, state, x, train, rng, sums)
 
     def backward(self, state, cache: SplitCache, gy, need_gx: bool):
         return self._in_step(self._backward, state, cache, gy, need_gx)
@@ -152,23 +158,27 @@ class Replicas:
             self.close()
             raise
 
-    def _forward(self, state, x, train: bool):
+    def _forward(self, state, x, train: bool, rng, sums):
         flat = flatten(state)
         self._start(flat)
         for name, a in flat.items():  # the workers' parameters, as they are now
             np.copyto(self._state_block.array(name), a)
         self._pass += 1
         cut = shares(x.shape[-1], self.k)
+        batch = sums.batch if sums is not None else x.shape[-1]  # the whole batch's samples
+        streams = isinstance(rng, SampleStreams)
         for w, (lo, hi) in zip(self._workers, cut[1:]):
             if w.room < hi - lo or w.dtype != x.dtype:
                 w.fit(self._io_entries(hi - lo, x.dtype), hi - lo, x.dtype)
             np.copyto(w.io.array("x", (*x.shape[:-1], hi - lo)), x[..., lo:hi])
-            w.send({"op": "forward", "n": hi - lo, "batch": x.shape[-1], "train": train})
+            w.send({"op": "forward", "n": hi - lo, "batch": batch, "train": train,
+                    "streams": streams and [list(rng.key), rng.first + lo]})
         lo, hi = cut[0]
-        across = CrossShares(self._workers, hi - lo, x.shape[-1])
+        across = CrossShares(self._workers, hi - lo, batch, outer=sums)
+        own_rng = rng.share(lo) if streams else rng
         with solo():
             y, own = self.model.root.forward(state, np.ascontiguousarray(x[..., lo:hi]),
-                                             Context(train=train, shares=across))
+                                             Context(train=train, rng=own_rng, shares=across))
         parts = [y]
         for w, (lo, hi) in zip(self._workers, cut[1:]):
             w.reply()

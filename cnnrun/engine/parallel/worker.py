@@ -64,13 +64,16 @@ class Replica:
 
     def forward(self, message):
         from ...layers import Context
+        from ...layers.streams import SampleStreams
         self.n = n = message["n"]
         x = self.io.array("x", (*self.model.input_shape, n))
         self.cache = None  # the previous pass's, before this one's takes memory
         across = SharesSum(self.io, self.commands, self.replies, n, message["batch"])
         # freeze_stats: the running statistics are this process's parent's to update; here
         # they lie in the block every worker shares, rewritten before each pass
-        ctx = Context(train=message["train"], freeze_stats=True, shares=across)
+        streams = message.get("streams")
+        rng = SampleStreams(*streams) if streams else None
+        ctx = Context(train=message["train"], rng=rng, freeze_stats=True, shares=across)
         y, self.cache = self.model.root.forward(self.state, x, ctx)
         self.io.array("y", y.shape)[...] = y
 
