@@ -40,14 +40,25 @@ def validate(config: Path = typer.Argument(..., help="YAML config file"),
 
 @command()
 def predict(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoint"),
-            images: List[Path] = typer.Argument(..., help="PNG or JPEG files"),
+            images: List[Path] = typer.Argument(
+                ..., help="PNG or JPEG files, or one .npy array (N, C, H, W) taken as it is"),
             top_k: int = typer.Option(3, "--top-k", min=1),
             explain: bool = typer.Option(False, "--explain",
                                          help="also draw each layer's feature maps (PNGs)"),
             out: Path = typer.Option(Path("explain"), "-o", "--out",
                                      help="where --explain writes its pictures"),
             as_json: bool = typer.Option(False, "--json")):
-    """Classify image files with a trained model."""
+    """Classify image files with a trained model, or run it on a NumPy array (--json: the
+    network's final outputs per sample, under "outputs")."""
+    if len(images) == 1 and images[0].suffix == ".npy" and not explain:
+        from ..tools.predict_array import predict_array
+        result = predict_array(checkpoint, images[0], top_k)
+
+        def array_view(console):
+            from .render import predictions_table
+            predictions_table(result["predictions"], console)
+        emit(result, as_json, array_view)
+        return
     from ..tools.predict import predict_files
     results = predict_files(checkpoint, images, top_k, out if explain else None)
 

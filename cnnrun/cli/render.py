@@ -105,9 +105,11 @@ def layers_table(rows: list[dict], console: Console) -> None:
 def predictions_table(results: list[dict], console: Console) -> None:
     t = Table(title="predictions")
     t.add_column("image")
-    t.add_column("top classes (probability)")
+    raw = bool(results) and "output" in results[0]["top"][0]  # an array's raw outputs
+    t.add_column("top classes (output)" if raw else "top classes (probability)")
     for r in results:
-        t.add_row(r["image"], ", ".join(f"{p['class']} ({p['probability']:.1%})" for p in r["top"]))
+        t.add_row(r["image"], ", ".join(f"{p['class']} ({p['output']:.4g})" if raw else
+                                        f"{p['class']} ({p['probability']:.1%})" for p in r["top"]))
     console.print(t)
 
 

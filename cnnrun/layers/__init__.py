@@ -7,12 +7,12 @@ from pydantic import Field
 from typing_extensions import TypeAliasType
 
 from ..registry import LAYERS
-from . import (activations, branches, combine, concat, containers, conv,  # noqa: F401
-               dense, global_pool, norm, pool, subsample, transpose)
+from . import (activations, branches, channelwise, combine, concat, containers,  # noqa: F401
+               conv, dense, global_pool, norm, pool, subsample, transpose)
 from .base import RF, Context, Layer, ParamLayer, ShapeError
 
-LAYER_MODULES = (activations, branches, combine, concat, containers, conv, dense, global_pool, norm,
-                 pool, subsample, transpose)
+LAYER_MODULES = (activations, branches, channelwise, combine, concat, containers, conv, dense,
+                 global_pool, norm, pool, subsample, transpose)
 
 # A named alias, not a bare Annotated[Union]: pydantic builds a named alias's schema once
 # and refers to it, where it rebuilt the union of every layer at each of the seven fields

@@ -8,7 +8,7 @@ from pydantic import PositiveFloat
 
 from ..ops.backend import get_array_module, is_numpy
 from ..ops import parallel
-from ..ops.softmax import softmax, softmax_backward
+from ..ops.softmax import log_softmax, softmax, softmax_backward
 from ..registry import LAYERS
 from .base import Layer
 
@@ -207,6 +207,30 @@ class ScaledTanh(Elementwise):
         return -2 * self.amplitude * self.slope ** 2 * t * (1 - t * t)
 
 
+@LAYERS.register("clip")
+class Clip(Elementwise):
+    """y = min(max(x, min_val), max_val); y' = 1 strictly between the bounds, else 0.
+    The defaults are ReLU6 (MobileNet's); PyTorch's hardtanh, ONNX's Clip."""
+
+    type: Literal["clip"] = "clip"
+    min_val: float = 0.0
+    max_val: float = 6.0
+    derivative_from_y: ClassVar[bool] = True
+    examples: ClassVar = (({}, (3, 4, 4)), ({"min_val": -1.0, "max_val": 0.5}, (7,)))
+
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op("Clip", x, g.const(self.min_val, "min"), g.const(self.max_val, "max"))
+
+    def f(self, xp, x):
+        return xp.clip(x, x.dtype.type(self.min_val), x.dtype.type(self.max_val))
+
+    def df(self, xp, x, y):
+        return ((y > self.min_val) & (y < self.max_val)).astype(y.dtype)
+
+    def d2f(self, xp, x, y):
+        return xp.zeros_like(y)
+
+
 @LAYERS.register("softmax")
 class Softmax(Layer):
     """y_c = e^(x_c − max) / Σ_c' e^(x_c' − max) over the channel axis (PyTorch's dim=1).
@@ -240,3 +264,35 @@ class Softmax(Layer):
         s = (gy * y).sum(axis=0, keepdims=True)
         rs = (rgy * y + gy * ry).sum(axis=0, keepdims=True)
         return ry * (gy - s) + y * (rgy - rs), {}
+
+
+@LAYERS.register("log_softmax")
+class LogSoftmax(Layer):
+    """y_c = x_c − log Σ_c' e^(x_c') over the channel axis (PyTorch's dim=1), shifted by the
+    maximum. p = e^y is the softmax: ∂E/∂x = gy − p·Σ_c gy."""
+
+    type: Literal["log_softmax"] = "log_softmax"
+    examples: ClassVar = (({}, (5,)), ({}, (4, 3, 2)))
+
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op("LogSoftmax", x, axis=1)
+
+    def forward(self, p, x, ctx):
+        y = log_softmax(x, axis=0)
+        return y, y
+
+    def backward(self, p, cache, gy, need_gx=True):
+        if not need_gx:
+            return None, {}
+        xp = get_array_module(gy)
+        return gy - xp.exp(cache) * gy.sum(axis=0, keepdims=True), {}
+
+    def r_forward(self, p, v, rx, cache, ctx):
+        prob = get_array_module(rx).exp(cache)
+        ry = rx - (prob * rx).sum(axis=0, keepdims=True)
+        return ry, ry
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        prob = get_array_module(gy).exp(cache)
+        s, rs = gy.sum(axis=0, keepdims=True), rgy.sum(axis=0, keepdims=True)
+        return rgy - prob * (rcache * s + rs), {}

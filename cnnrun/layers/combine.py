@@ -6,7 +6,8 @@ from typing import ClassVar, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from ..ops.backend import get_array_module
-from ..ops.conv_grad import conv_backward, conv_forward_saving
+from ..ops.conv import apply_weight
+from ..ops.conv_grad import conv_backward, conv_forward_saving, conv_grad_input
 from ..ops.rows import channel_sums
 from ..ops.softmax import softmax, softmax_backward
 from ..registry import LAYERS
@@ -122,6 +123,46 @@ class CombineMaps(ParamLayer):
         if self.bias:
             grads["bias"] = channel_sums(gy)
         return gx, grads
+
+    def r_forward(self, p, v, rx, cache, ctx):
+        """R{z} = k ∗ R{x} + V_k ∗ x, R{α} = α ∘ (V_c − Σ_i α V_c) (the softmax's R),
+        R{y} = R{α}·z + α·R{z} + V_b."""
+        z, saved, alpha = cache
+        xp, C = get_array_module(rx), rx.shape[0]
+        stride, pads, dilation = self._geo()
+        rz, rsaved = conv_forward_saving(rx, p["kernel"], None, stride, pads, dilation, groups=C)
+        if "kernel" in v:
+            rz = rz + apply_weight(saved.patches(), v["kernel"], None, C)
+        ralpha = alpha * (v["mix"] - (alpha * v["mix"]).sum(axis=1, keepdims=True)) \
+            if "mix" in v else xp.zeros_like(alpha)
+        ry = ralpha @ z.reshape(C, -1) + alpha @ rz.reshape(C, -1)  # (O, OH·OW·N)
+        ry = ry.reshape(self.out_channels, *z.shape[1:])
+        if self.bias and "bias" in v:
+            ry = ry + v["bias"][:, None, None, None]
+        return ry, (rz, rsaved, ralpha)
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        (z, saved, alpha), (rz, rsaved, ralpha) = cache, rcache
+        C, O = z.shape[0], self.out_channels
+        gy2, rgy2 = gy.reshape(O, -1), rgy.reshape(O, -1)  # (O, OH·OW·N)
+        gz = (alpha.T @ gy2).reshape(z.shape)
+        rgz = (ralpha.T @ gy2 + alpha.T @ rgy2).reshape(z.shape)
+        rgx, rgk, _ = conv_backward(rgz, p["kernel"], saved, True, False,
+                                    need_params=self.trainable)
+        if "kernel" in v:  # the plain adjoint: a path's saved plan holds the forward's kernel
+            stride, pads, dilation = self._geo()
+            rgx = rgx + conv_grad_input(gz, v["kernel"], saved.in_hw, stride, pads, dilation, C)
+        if not self.trainable:
+            return rgx, {}
+        rgk = rgk + conv_backward(gz, p["kernel"], rsaved, False, False)[1]  # gz against R{x}
+        z2, rz2 = z.reshape(C, -1), rz.reshape(C, -1)
+        g_alpha, rg_alpha = gy2 @ z2.T, rgy2 @ z2.T + gy2 @ rz2.T  # (O, C)
+        s = (alpha * g_alpha).sum(axis=1, keepdims=True)
+        rs = (ralpha * g_alpha + alpha * rg_alpha).sum(axis=1, keepdims=True)
+        grads = {"kernel": rgk, "mix": ralpha * (g_alpha - s) + alpha * (rg_alpha - rs)}
+        if self.bias:
+            grads["bias"] = channel_sums(rgy)
+        return rgx, grads
 
     def penalty(self, p):
         """(value, {param: gradient}) of the sparsity penalty, or None."""

@@ -1,4 +1,4 @@
-"""Pooling over whole maps or fixed bins: global average and adaptive average pooling."""
+"""Pooling over whole maps or fixed bins: global average and maximum, adaptive average."""
 
 import math
 from typing import ClassVar, Literal
@@ -40,6 +40,50 @@ class GlobalAvgPool(Layer):
         count = math.prod(shape[1:-1])
         expand = (slice(None),) + (None,) * (len(shape) - 2) + (slice(None),)
         return xp.broadcast_to(gy[expand] / count, shape), {}
+
+
+@LAYERS.register("global_maxpool")
+class GlobalMaxPool(Layer):
+    """Maximum over all spatial positions: (C, H, W) or (C, L) → (C,). The gradient goes to
+    each map's first maximum, as max-pooling's does."""
+
+    type: Literal["global_maxpool"] = "global_maxpool"
+    ranks: ClassVar = (2, 3)
+    examples: ClassVar = (({}, (3, 4, 5)), ({}, (2, 6)))
+
+    def output_shape(self, in_shape):
+        self.check_rank(in_shape)
+        return (in_shape[0],)
+
+    def receptive_field(self, rf, in_shape):
+        return rf.whole_grid()
+
+    def to_onnx(self, g, x, p, in_shape):
+        return g.op("Flatten", g.op("GlobalMaxPool", x), axis=1)  # (N, C, 1, …) -> (N, C)
+
+    def forward(self, p, x, ctx):
+        xp = get_array_module(x)
+        flat = x.reshape(x.shape[0], -1, x.shape[-1])  # (C, …, N) -> (C, S, N)
+        at = flat.argmax(axis=1)[:, None, :]  # (C, 1, N): the first maximum
+        return xp.take_along_axis(flat, at, axis=1)[:, 0, :], (x.shape, at)
+
+    def _route(self, cache, g):
+        """g (C, N) placed at each map's maximum, zeros elsewhere: (C, …, N)."""
+        shape, at = cache
+        xp = get_array_module(g)
+        out = xp.zeros((shape[0], math.prod(shape[1:-1]), shape[-1]), dtype=g.dtype)
+        xp.put_along_axis(out, at, g[:, None, :], axis=1)
+        return out.reshape(shape)
+
+    def backward(self, p, cache, gy, need_gx=True):
+        return (self._route(cache, gy) if need_gx else None), {}
+
+    def r_forward(self, p, v, rx, cache, ctx):  # the winners are fixed: R{y} reads R{x} there
+        flat = rx.reshape(rx.shape[0], -1, rx.shape[-1])  # (C, …, N) -> (C, S, N)
+        return get_array_module(rx).take_along_axis(flat, cache[1], axis=1)[:, 0, :], None
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        return self._route(cache, rgy), {}
 
 
 def bin_matrix(n_in: int, n_out: int, xp, dtype):

@@ -267,3 +267,20 @@ class LocalResponseNorm(Layer):
         t = channel_window_sum(gy * y / s, (n - 1) // 2, n // 2)
         gx = gy * s ** -self.beta - (2.0 * self.alpha * self.beta / n) * x * t
         return gx, {}
+
+    def r_forward(self, p, v, rx, cache, ctx):
+        """R{s} = (α/n)·W(2x·R{x}), R{y} = R{x}·s^(−β) − β·y·R{s}/s."""
+        x, s, y = cache
+        n = self.size
+        rs = (self.alpha / n) * channel_window_sum(2 * x * rx, n // 2, (n - 1) // 2)
+        ry = rx * s ** -self.beta - self.beta * y * rs / s
+        return ry, (rx, rs, ry)
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        """R of gx = gy·s^(−β) − c·x·t, with t = Wᵀ(gy·y/s) and c = 2αβ/n."""
+        (x, s, y), (rx, rs, ry) = cache, rcache
+        n, c = self.size, 2.0 * self.alpha * self.beta / self.size
+        t = channel_window_sum(gy * y / s, (n - 1) // 2, n // 2)
+        rt = channel_window_sum((rgy * y + gy * ry - gy * y * rs / s) / s, (n - 1) // 2, n // 2)
+        rgx = (rgy - self.beta * gy * rs / s) * s ** -self.beta - c * (rx * t + x * rt)
+        return rgx, {}

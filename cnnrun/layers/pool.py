@@ -214,3 +214,27 @@ class LPPool2d(Pool2d):
         g = gy / (self._scale() * y ** (P - 1))
         gx = ops.sum_backward(g, xpad.shape[1:3], k, s, per_tap=lambda sl: xpad[sl] ** (P - 1))
         return crop_spatial(gx, pads), {}
+
+    def r_forward(self, p, v, rx, cache, ctx):
+        """R{T} = Σ_window p·x^(p−1)·R{x}, R{y} = y^(1−p)·R{T}/(p·scale), T the window sums."""
+        xpad, pads, y = cache
+        k, s, _ = self.geometry()
+        P = self.norm_type
+        rxpad = pad_spatial(rx, pads)
+        rtotal = ops.sum_forward(P * xpad ** (P - 1) * rxpad, k, self.out_hw(rx.shape[1:3]), s)
+        ry = y ** (1 - P) * rtotal / (P * self._scale())
+        return ry, (rxpad, ry)
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        """R of gx = Σ g·x^(p−1), g = gy/(scale·y^(p−1)): R{g} = (R{gy} − (p−1)·gy·R{y}/y)
+        /(scale·y^(p−1)), and x^(p−1) contributes (p−1)·x^(p−2)·R{x}."""
+        (xpad, pads, y), (rxpad, ry) = cache, rcache
+        k, s, _ = self.geometry()
+        P, scale = self.norm_type, self._scale()
+        g = gy / (scale * y ** (P - 1))
+        rg = (rgy - (P - 1) * gy * ry / y) / (scale * y ** (P - 1))
+        hw = xpad.shape[1:3]
+        rgx = ops.sum_backward(rg, hw, k, s, per_tap=lambda sl: xpad[sl] ** (P - 1)) + \
+            ops.sum_backward(g, hw, k, s,
+                             per_tap=lambda sl: (P - 1) * xpad[sl] ** (P - 2) * rxpad[sl])
+        return crop_spatial(rgx, pads), {}

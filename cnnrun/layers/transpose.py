@@ -113,6 +113,34 @@ class ConvTranspose2d(ParamLayer):
             grads["bias"] = channel_sums(gy)
         return gx, grads
 
+    # The layer is bilinear in (x, W): each R-quantity is the pass itself with one factor
+    # replaced by its direction, plus the same with the other.
+    def r_forward(self, p, v, rx, cache, ctx):
+        k, s, pad, d, _ = self._geo()
+        pads = tuple((pi, pi) for pi in pad)
+        out_hw = self.output_shape(rx.shape[:-1])[1:]
+        ry = conv_grad_input(rx, p["weight"], out_hw, s, pads, d, self.groups)  # W ⊛ R{x}
+        if "weight" in v:
+            ry = ry + conv_grad_input(cache, v["weight"], out_hw, s, pads, d, self.groups)
+        if self.bias and "bias" in v:
+            ry = ry + v["bias"][:, None, None, None]
+        return ry, rx
+
+    def r_backward(self, p, v, cache, rcache, gy, rgy):
+        x, rx = cache, rcache
+        rgx, g_x = self.backward(p, x, rgy)  # W and x against R{gy}
+        with_v = "weight" in v
+        gv, g_rx = self.backward({**p, "weight": v["weight"]} if with_v else p, rx, gy,
+                                 need_gx=with_v)  # V against gy, and R{x} against gy
+        if with_v:
+            rgx = rgx + gv
+        if not self.trainable:
+            return rgx, {}
+        grads = {"weight": g_x["weight"] + g_rx["weight"]}
+        if self.bias:
+            grads["bias"] = g_x["bias"]  # Σ R{gy}
+        return rgx, grads
+
 
 @LAYERS.register("upsample2d")
 class Upsample2d(Layer):

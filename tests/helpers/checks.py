@@ -12,7 +12,7 @@ from helpers.layers import build
 DRAWS = 24  # max-pool routes to one winner: the union over draws covers the window
 
 
-def setup_layer(type_name, cfg, shape, seed=0):
+def setup_layer(type_name, cfg, shape, seed=0, positive=False):
     """A layer of an example, its state drawn away from zero, and an input away from kinks."""
     rng = np.random.default_rng(seed)
     layer = build(type_name, cfg)
@@ -21,14 +21,15 @@ def setup_layer(type_name, cfg, shape, seed=0):
     for name, arr in flatten(state).items():
         if name in trainable:
             arr[...] = rng.normal(0, 0.7, arr.shape)
-    x = to_engine(dodge_kinks(rng.uniform(-1, 1, (3, *shape))))
+    low = 0.2 if positive else -1  # x^p of a negative x is not real (lp-pooling)
+    x = to_engine(dodge_kinks(rng.uniform(low, 1, (3, *shape))))
     return rng, layer, state, trainable, x
 
 
-def check_r_operator(type_name, cfg, shape, train):
+def check_r_operator(type_name, cfg, shape, train, positive=False):
     """R{y}, R{∂E/∂x} and R{∂E/∂θ} of a layer equal central differences along a random
     joint direction (input and parameters), for E = Σ R∘y + ½Σy²."""
-    rng, layer, state, trainable, x = setup_layer(type_name, cfg, shape)
+    rng, layer, state, trainable, x = setup_layer(type_name, cfg, shape, positive=positive)
     ctx = lambda: Context(train=train, rng=np.random.default_rng(7), freeze_stats=True)
     y0, _ = layer.forward(state, x, ctx())
     R = rng.normal(size=y0.shape)  # E = Σ R∘y + ½Σy², so ∂E/∂y = R + y and R{∂E/∂y} = R{y}
@@ -55,12 +56,12 @@ def check_r_operator(type_name, cfg, shape, train):
     shift(+1)
     # R{y} along the joint direction (R{x}, V), parameters included (copies: some
     # layers, e.g. flatten, return views of x, which is perturbed in place)
-    np.testing.assert_allclose(ry, (y_up - y_dn) / (2 * eps), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(rgx, (gx_up - gx_dn) / (2 * eps), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ry, (y_up - y_dn) / (2 * eps), rtol=1e-5, atol=1e-7, equal_nan=False)
+    np.testing.assert_allclose(rgx, (gx_up - gx_dn) / (2 * eps), rtol=1e-5, atol=1e-7, equal_nan=False)
     rflat = flatten(rgrads)
     assert set(rflat) == trainable
     for n in trainable:
-        np.testing.assert_allclose(rflat[n], (g_up[n] - g_dn[n]) / (2 * eps), rtol=1e-5,
+        np.testing.assert_allclose(rflat[n], (g_up[n] - g_dn[n]) / (2 * eps), rtol=1e-5, equal_nan=False,
                                    atol=1e-7, err_msg=n)
 
 

@@ -78,6 +78,12 @@ def subsample(layer, p, x, train, gen):
     return down * p["weight"].view(1, -1, 1, 1) + p["bias"].view(1, -1, 1, 1)
 
 
+def affine(layer, p, x, train, gen):
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    y = x * p["weight"].view(shape)
+    return y + p["bias"].view(shape) if layer.bias else y
+
+
 def combine_maps(layer, p, x, train, gen):
     C, p_ = x.shape[1], layer.padding
     z = F.conv2d(x, p["kernel"], None, 1, p_, 1, C)
@@ -119,6 +125,14 @@ REFS = {
     "concat": lambda l, p, x, t, g: torch.cat([ref(c, p.get(n, {}), x, t, g)
                                                for n, c in l.children()], dim=1),
     "dense": lambda l, p, x, t, g: torch.cat([x, sequence(l.children(), p, x, t, g)], dim=1),
+    "clip": lambda l, p, x, t, g: F.hardtanh(x, l.min_val, l.max_val),
+    "log_softmax": lambda l, p, x, t, g: F.log_softmax(x, dim=1),
+    "global_maxpool": lambda l, p, x, t, g: x.flatten(2).amax(dim=2),
+    "prelu": lambda l, p, x, t, g: F.prelu(x, p["weight"]),
+    "affine": affine,
+    "channel_shuffle": lambda l, p, x, t, g: x.unflatten(1, (l.groups, -1)).transpose(1, 2)
+    .flatten(1, 2),
+    "pad": lambda l, p, x, t, g: F.pad(x, (*l.pads()[1], *l.pads()[0])),  # (left, right, top, bottom)
 }
 
 
