@@ -20,6 +20,8 @@ class RunFailed(CnnrunError):
 
 
 class Interrupted(CnnrunError):
-    """Ctrl-C during training; a checkpoint was saved first."""
+    """Ctrl-C (130) or SIGTERM (143) during training; a checkpoint was saved first."""
 
-    exit_code = 130
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -9,13 +9,13 @@ commands, so ``cnnrun --help`` stays fast."""
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 
 import typer
 
 from ..errors import CnnrunError
+from ..safe_io import dumps_json
 
 # pydantic looks for plugins by reading the entry points of every installed distribution
 # (tens of ms at each start on a full environment); the CLI uses none. An explicit setting wins.
@@ -56,7 +56,7 @@ def fail(message: str, code: int):
         import traceback
         traceback.print_exc()
     typer.echo(f"error: {message}", err=True)
-    if code != 130:  # Ctrl-C reaches every rank, and all stop at the same step
+    if code not in (130, 143):  # a signal reaches every rank, and all stop at the same step
         _end_the_world(code)
     raise typer.Exit(code)
 
@@ -82,7 +82,7 @@ def emit(result, as_json: bool, view=None) -> None:
     if is_follower_rank():
         return
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(dumps_json(result))
     elif view is not None:
         from rich.console import Console
         view(Console())

@@ -17,11 +17,14 @@ def train(config: Path = typer.Argument(..., help="YAML config file"),
           resume: Optional[str] = typer.Option(None, "--resume", help="checkpoint, or 'auto'"),
           init_weights: Optional[Path] = typer.Option(None, "--init-weights",
                                                       help="load weights only (fine-tuning)"),
-          quiet: bool = typer.Option(False, "--quiet", help="plain lines, no live display")):
+          quiet: bool = typer.Option(False, "--quiet", help="plain lines, no live display"),
+          force: bool = typer.Option(False, "--force",
+                                     help="replace the run already in --out (else refused)")):
     """Train a model; writes runs/<name>/<time>/ with config, metrics and checkpoints."""
     from ..train.session import run_training
     from .render import summary_text
-    result = run_training(config, set_ or [], out, resume, init_weights, quiet, summary_text)
+    result = run_training(config, set_ or [], out, resume, init_weights, quiet, summary_text,
+                          force)
     t = result["test"]
     if not is_follower_rank():
         typer.echo(f"test accuracy {t['accuracy']:.2%} (top-5 {t['top5']:.2%}, loss "

@@ -31,8 +31,9 @@ def load_config(path, overrides: list[str] = ()) -> RunConfig:
     except ValidationError as e:
         raise UserError(describe_errors(e, data, locs, str(path))) from e
     check_shapes(cfg, locs, str(path))
-    if cfg.name is None:
-        cfg = cfg.model_copy(update={"name": Path(path).stem})
+    if cfg.name is None:  # the file's name, made a safe run name
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-.") or "run"
+        cfg = cfg.model_copy(update={"name": stem[:100]})
     return cfg
 
 

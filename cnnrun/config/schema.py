@@ -4,6 +4,7 @@ Every default is explicit here, so the resolved config written into each run
 directory is complete.
 """
 
+import re
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import (Field, NonNegativeInt, PositiveFloat, PositiveInt,
@@ -140,8 +141,23 @@ class TrainConfig(Strict):
     log_every: PositiveInt = 20
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 class RunConfig(Strict):
-    name: Optional[str] = None
+    name: Optional[str] = Field(None, description="the runs/<name>/ directory; the config "
+                                                  "file's name if omitted")
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, name):
+        """Runs are written under runs/<name>/: a name is one directory of safe characters,
+        never a path (``../x``, ``/abs``) or a name a shell or another system mangles."""
+        if name is not None and not RUN_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a run name: use letters, digits, '.', '_' and "
+                             f"'-' (at most 100, starting with a letter or digit); runs are "
+                             f"written under runs/<name>/")
+        return name
     log: list[Literal["tensorboard"]] = Field(
         [], description="extra views of the metrics (metrics.jsonl and .csv are always written)")
     model: ModelConfig

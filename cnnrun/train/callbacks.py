@@ -6,10 +6,10 @@ epoch's end they run in list order, after the trainer has judged the monitored m
 (``Monitor``), so each reads the same verdict:
 
 - ``PlateauLR``: the plateau schedule counts epochs without improvement (ReduceLROnPlateau);
-- ``Checkpoints``: ``last`` every epoch, ``best`` when the metric improved (ModelCheckpoint
-  with save_best_only);
 - ``MetricsLog``: metrics.jsonl and metrics.csv, and TensorBoard when asked (CSVLogger,
   TensorBoard);
+- ``Checkpoints``: ``best`` when the metric improved (ModelCheckpoint with save_best_only),
+  then ``last`` every epoch;
 - ``Report``: the progress display;
 - ``EarlyStopping``: stops after ``patience`` epochs without improvement and, at the end,
   restores the best weights (``restore_best_weights``).
@@ -61,10 +61,14 @@ class PlateauLR(Callback):
 
 
 class Checkpoints(Callback):
+    """``best`` before ``last``, after the epoch's metrics row: ``last`` is where a resume
+    starts, so whatever a kill leaves, everything up to ``last``'s position is written (and
+    the rows past it are trimmed on resume)."""
+
     def on_epoch_end(self, trainer, row):
-        trainer.save("last")
         if trainer.monitor.improved:
             trainer.save("best")
+        trainer.save("last")
 
 
 class MetricsLog(Callback):

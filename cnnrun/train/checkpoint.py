@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..safe_io import available_memory, read_bytes
 
 FORMAT = 1
 OPT_PREFIX = "optimizer."
@@ -62,13 +63,11 @@ def load(path) -> tuple[dict, dict, dict]:
     from safetensors import SafetensorError
     from safetensors.numpy import load as from_bytes
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as e:
+    if not path.exists():
         raise UserError(f"{path}: no such checkpoint. Runs keep theirs in "
-                        f"runs/<name>/<time>/checkpoints/.") from e
-    except OSError as e:
-        raise UserError(f"{path}: cannot read this checkpoint ({e}).") from e
+                        f"runs/<name>/<time>/checkpoints/.")
+    # a regular file, and no larger than the memory it would be read into
+    raw = read_bytes(path, "checkpoint", available_memory())
     try:
         tensors = from_bytes(raw)
         meta = _metadata(raw)

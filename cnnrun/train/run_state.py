@@ -45,6 +45,45 @@ class RunState:
         return cls(**{f.name: info[f.name] for f in fields(cls)})
 
 
+# What a resumed run may change: how long it goes on, and how patient its stopping is.
+MAY_CHANGE = ("train.epochs", "train.early_stopping.patience")
+
+
+class _Absent:
+    def __repr__(self):
+        return "(absent)"
+
+
+ABSENT = _Absent()
+
+
+def check_same_training(path, stored_yaml: str, cfg) -> None:
+    """A run resumes the training it began: refuse a config that differs from the stored
+    one anywhere but MAY_CHANGE, naming the keys."""
+    import yaml
+    stored = _leaves(yaml.safe_load(stored_yaml) or {})
+    now = _leaves(cfg.model_dump(mode="json"))
+    differ = sorted((k for k in set(stored) | set(now)
+                     if stored.get(k, ABSENT) != now.get(k, ABSENT) and not k.startswith(MAY_CHANGE)),
+                    key=lambda k: (not k.endswith(".type"), k))  # a changed type explains the rest
+    if differ:
+        shown = "; ".join(f"{k}: {stored.get(k, ABSENT)!r} → {now.get(k, ABSENT)!r}"
+                          for k in differ[:5])
+        raise UserError(f"--resume {path}: the config differs from the run's ({shown}"
+                        f"{'; …' if len(differ) > 5 else ''}). A resumed run continues the same "
+                        f"training and may change only {' and '.join(MAY_CHANGE)}; start a new "
+                        f"run for anything else (drop --resume, or use --init-weights).")
+
+
+def _leaves(tree, prefix=""):
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
 def stats_to_json(stats):
     return None if stats is None else {"mean": list(map(float, stats[0])),
                                        "std": list(map(float, stats[1]))}

@@ -10,11 +10,18 @@
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
 import yaml
+
+from ..errors import UserError
+from ..safe_io import dumps_json
 
 # The layout, named once: every reader and writer of a run directory goes through these.
 CONFIG, METRICS, METRICS_CSV, CHECKPOINTS = "config.yaml", "metrics.jsonl", "metrics.csv", "checkpoints"
@@ -37,18 +44,87 @@ EPOCH_FIELDS = ["epoch", "step", "train_loss", "train_accuracy", "val_loss", "va
                 "test_loss", "test_accuracy", "lr", "seconds"]
 
 
-def new_run_dir(name: str, out: str | None, root: str = "runs") -> Path:
+RUN_FILES = (CONFIG, METRICS, METRICS_CSV, "tensorboard", "plots")
+
+
+def new_run_dir(name: str, out: str | None, root: str = "runs", resuming: bool = False,
+                force: bool = False) -> Path:
+    """The run's directory, made now. Under runs/<name>/ each run claims its stamp by an
+    atomic mkdir, so two runs started in the same second get two directories. An ``--out``
+    that already holds a run is refused unless the run resumes there (or ``force``)."""
     if out:
         path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise UserError(f"--out {path}: a file is there, not a directory; choose another "
+                            f"--out.")
+        if holds_run(path) and not resuming:
+            if not force:
+                raise UserError(f"--out {path}: a run is already there (its config, metrics or "
+                                f"checkpoints); continue it with --resume "
+                                f"{checkpoint_path(path, 'last')}, choose a new --out, or pass "
+                                f"--force to replace it.")
+            clear_run(path)
     else:
+        parent = Path(root) / name
+        parent.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path(root) / name / stamp
-        n = 1
-        while path.exists():  # two runs in the same second
-            n += 1
-            path = Path(root) / name / f"{stamp}-{n}"
+        for n in itertools.count(1):
+            path = parent / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                path.mkdir()  # atomic: exactly one run gets each name
+                break
+            except FileExistsError:
+                continue
     (path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     return path
+
+
+def holds_run(path: Path) -> bool:
+    return any((path / f).exists() for f in RUN_FILES) or \
+        any(checkpoint_path(path, w).exists() for w in ("last", "best"))
+
+
+def clear_run(path: Path) -> None:
+    """Remove a run's own files (--force), and nothing else in the directory."""
+    for f in RUN_FILES:
+        target = path / f
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    for which in ("last", "best"):
+        checkpoint_path(path, which).unlink(missing_ok=True)
+
+
+def trim_metrics(run_dir: Path, epoch: int, step: int) -> None:
+    """Keep only the rows up to a checkpoint's position (epoch rows ≤ epoch, step rows ≤
+    step), so a run resumed after a kill logs nothing twice. Rewritten atomically."""
+    path = Path(run_dir) / METRICS
+    if path.exists():
+        keep = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn line from the kill
+            limit, key = (epoch, "epoch") if row.get("kind") == "epoch" else (step, "step")
+            if row.get(key, 0) <= limit:
+                keep.append(line)
+        _replace(path, "".join(line + "\n" for line in keep))
+    csv_path = Path(run_dir) / METRICS_CSV
+    if csv_path.exists():
+        rows = list(csv.DictReader(csv_path.read_text(encoding="utf-8").splitlines()))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=EPOCH_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) <= epoch)
+        _replace(csv_path, text.getvalue())
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def config_yaml(cfg) -> str:
@@ -86,7 +162,7 @@ class MetricsWriter:
         self.csv_file.flush()
 
     def _json(self, row: dict) -> None:
-        self.jsonl.write(json.dumps(row) + "\n")
+        self.jsonl.write(dumps_json(row) + "\n")
         self.jsonl.flush()
 
     def close(self) -> None:
@@ -138,7 +214,6 @@ def find_runs(root) -> list[Path]:
 
 def list_runs(root) -> list[dict]:
     """``cnnrun runs``: one summary per run under root, oldest first."""
-    from ..errors import UserError
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: no such directory; runs are written under runs/ by "

@@ -29,7 +29,7 @@ def resume_path(resume: str | None, name: str, root: Path = Path("runs")) -> Pat
 
 def run_training(config: Path, overrides: list[str], out: Path | None = None,
                  resume: str | None = None, init_weights: Path | None = None,
-                 quiet: bool = False, describe=None) -> dict:
+                 quiet: bool = False, describe=None, force: bool = False) -> dict:
     """Train as ``cnnrun train`` does; the trainer's result (run directory, test metrics).
 
     Under ``mpiexec`` every rank runs this: rank 0 makes the run directory and tells the
@@ -40,7 +40,8 @@ def run_training(config: Path, overrides: list[str], out: Path | None = None,
     run_dir = None
     if world.is_root:
         run_dir = Path(out) if out else (ckpt.parent.parent if ckpt else None)
-        run_dir = new_run_dir(cfg.name, str(run_dir) if run_dir else None)
+        run_dir = new_run_dir(cfg.name, str(run_dir) if run_dir else None,
+                              resuming=ckpt is not None, force=force)
     run_dir = Path(world.broadcast_text(str(run_dir) if run_dir else None))
     keep_freed_memory()
     reporter = make_reporter(quiet) if world.is_root else None

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..ops.backend import get_backend, to_device, to_numpy
 from ..data import STREAM_INIT, batches, num_batches, prepare
-from ..errors import Interrupted, UserError
+from ..errors import Interrupted, RunFailed, UserError
 from .evaluate import evaluate
 from ..engine.parallel.replicas import use_processes
 from ..engine.parallel.world import World
@@ -26,8 +26,8 @@ from ..engine.state import param_owner_types
 from ..optim import Schedule, build_optimizer, no_decay_names
 from . import checkpoint
 from .callbacks import Checkpoints, EarlyStopping, MetricsLog, Monitor, PlateauLR, Report
-from .run_state import RunState, stats_to_json
-from .runs import MetricsWriter, checkpoint_path, config_yaml, write_config
+from .run_state import RunState, check_same_training, stats_to_json
+from .runs import MetricsWriter, checkpoint_path, config_yaml, trim_metrics, write_config
 from .step import TrainStep, clip_by_global_norm
 
 class Trainer:
@@ -84,6 +84,7 @@ class Trainer:
     def _resume(self, path: Path) -> None:
         weights, opt, info = checkpoint.load(path)
         run = RunState.from_info(path, info)
+        check_same_training(path, run.config, self.cfg)
         self._set_weights(path, weights)
         self.optimizer.state = {k: to_device(v.astype(self.dtype), self.xp) for k, v in opt.items()}
         self.optimizer.steps = run.optimizer_steps
@@ -105,6 +106,8 @@ class Trainer:
         if self.world.is_root:
             checkpoint_path(self.run_dir, "last").parent.mkdir(parents=True, exist_ok=True)
             write_config(self.run_dir, self.cfg)
+            if self.resumed_from is not None:  # rows a kill left past the checkpoint
+                trim_metrics(self.run_dir, self.epoch, self.step)
         self.callbacks = self._callbacks()
         self._each("on_train_begin")
         try:
@@ -124,9 +127,9 @@ class Trainer:
         """Every rank keeps the same schedule and stopping rule; rank 0 alone writes."""
         t = self.cfg.train
         out = [PlateauLR()]
-        if self.world.is_root:
-            out += [Checkpoints(),
-                    MetricsLog(MetricsWriter(self.run_dir, self._tensorboard()), t.log_every)]
+        if self.world.is_root:  # the epoch's row, then best, then last: see Checkpoints
+            out += [MetricsLog(MetricsWriter(self.run_dir, self._tensorboard()), t.log_every),
+                    Checkpoints()]
             if self.reporter is not None:
                 out.append(Report(self.reporter))
         if t.early_stopping:
@@ -156,9 +159,11 @@ class Trainer:
             if self._interrupted():
                 p["seconds"] = elapsed
                 self.save("last")
-                raise Interrupted(f"interrupted at epoch {self.epoch + 1}, step {self.step}; "
-                                  f"saved {self.checkpoint_path('last')}. Continue with "
-                                  f"--resume {self.checkpoint_path('last')}")
+                term = self.interrupted == signal.SIGTERM
+                raise Interrupted(f"{'terminated' if term else 'interrupted'} at epoch "
+                                  f"{self.epoch + 1}, step {self.step}; saved "
+                                  f"{self.checkpoint_path('last')}. Continue with --resume "
+                                  f"{self.checkpoint_path('last')}", 143 if term else 130)
         p["seconds"] += time.perf_counter() - start
 
     def _interrupted(self) -> bool:
@@ -208,29 +213,42 @@ class Trainer:
         return {n: to_numpy(a) for n, a in self.flat.items()}
 
     def save(self, which: str) -> None:
+        """Write a checkpoint of finite weights, or stop the run and keep the last one."""
+        weights = self.host_weights()
+        bad = [n for n, w in weights.items() if not np.isfinite(w).all()]
+        if bad:
+            last = self.checkpoint_path("last")
+            kept = (f"the last good checkpoint ({last}) was kept" if last.exists()
+                    else "no checkpoint had been written yet")
+            raise RunFailed(f"the weights became inf or NaN ({', '.join(bad[:3])}) by epoch "
+                            f"{self.epoch}, step {self.step}; training stopped and {kept}. Lower "
+                            f"train.optimizer.lr or set train.grad_clip_norm.")
         state = RunState(config_yaml(self.cfg), self.epoch, self.batch, self.step,
                          self.optimizer.steps, self.schedule.state_dict(), self.monitor.best,
                          self.monitor.bad_epochs, self.monitor.name, self.partial,
                          stats_to_json(self.data.stats), self.data.train.classes)
         opt = {n: to_numpy(a) for n, a in self.optimizer.state.items()}
-        checkpoint.save(self.checkpoint_path(which), self.host_weights(), opt, state.to_info())
+        checkpoint.save(self.checkpoint_path(which), weights, opt, state.to_info())
 
     @contextmanager
     def _sigint_flag(self):
-        """Ctrl-C sets a flag checked between steps, so weights are never half-updated."""
+        """Ctrl-C (SIGINT) and SIGTERM set a flag checked between steps, so weights are never
+        half-updated: the run saves ``last`` and exits 130 or 143. A second signal stops at
+        once."""
         def handler(signum, frame):
-            if self.interrupted:  # a second Ctrl-C: stop now
+            if self.interrupted:  # a second signal: stop now
                 raise KeyboardInterrupt
-            self.interrupted = True
+            self.interrupted = signum
         try:
-            previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: leave Ctrl-C alone
+            previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave the signals alone
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
 def fresh_partial() -> dict:

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "cnnrun"
 
 # Lowest first. A module may import its own floor and the floors below, never above.
 FLOORS = [
-    ("base", {"cnnrun", "cnnrun.errors", "cnnrun.registry"}),
+    ("base", {"cnnrun", "cnnrun.errors", "cnnrun.registry", "cnnrun.safe_io"}),
     ("ops", {"cnnrun.ops"}),
     ("layers", {"cnnrun.layers"}),
     ("engine", {"cnnrun.engine", "cnnrun.data", "cnnrun.export"}),

@@ -180,21 +180,30 @@ def test_checkpoint_names_follow_pytorch_and_load_into_torch(tmp_path):
     net.load_state_dict({k: torch.from_numpy(v) for k, v in w.items()}, strict=True)
 
 
-def test_real_sigint_saves_a_resumable_checkpoint(tmp_path):
+@pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_real_sigint_or_sigterm_saves_a_resumable_checkpoint(tmp_path, signame, code):
     import signal
+    sig = getattr(signal, signame)
 
-    class SigintAt(Quiet):
+    class SignalAt(Quiet):
         def step(self, *args):
             self.count += 1
             if self.count == 3:
-                signal.raise_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
+                signal.raise_signal(sig)  # what Ctrl-C, or a scheduler's kill, sends
 
-    before = signal.getsignal(signal.SIGINT)  # SIG_IGN where pytest runs as a background job
-    t = Trainer(config(tmp_path), tmp_path / "r", SigintAt())
-    with pytest.raises(Interrupted):
+    before = signal.getsignal(sig)  # SIG_IGN where pytest runs as a background job
+    t = Trainer(config(tmp_path), tmp_path / "r", SignalAt())
+    with pytest.raises(Interrupted) as e:
         t.run()
+    assert e.value.exit_code == code
     assert checkpoint.load(tmp_path / "r/checkpoints/last.safetensors")[2]["step"] == 3
-    assert signal.getsignal(signal.SIGINT) is before  # the handler restored
+    assert signal.getsignal(sig) is before  # the handler restored
+
+
+def test_more_processes_than_twice_the_cores_is_a_config_error(tmp_path):
+    with pytest.raises(UserError, match=r"train.processes: 100000 processes on a machine of "
+                                        r"\d+ cores.*at most \d+"):
+        Trainer(config(tmp_path, "train.processes=100000"), tmp_path / "many", Quiet())
 
 
 def test_no_decay_groups_resolve_bias_and_norm_layers(tmp_path):
