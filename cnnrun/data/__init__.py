@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import transforms
+from ..errors import UserError
 from .sources import Split, load_split
 
 STREAM_INIT, STREAM_SPLIT, STREAM_SHUFFLE, STREAM_AUGMENT, STREAM_DROPOUT, STREAM_CURVATURE = range(6)
@@ -68,7 +69,28 @@ def prepare(cfg, seed: int, dtype=np.float32, stats=None, splits=("train", "test
 
 
 def _val_count(spec, n: int) -> int:
-    return int(round(spec * n)) if isinstance(spec, float) else min(int(spec), n - 1)
+    """Validation images taken from n training images; at least one must be left to train."""
+    n_val = int(round(spec * n)) if isinstance(spec, float) else int(spec)
+    if n_val >= n:
+        raise UserError(f"data.val_split: {spec} sets aside {n_val} of the {n} training images "
+                        f"for validation, leaving none to train on. Use fewer (at most "
+                        f"{n - 1}), or a fraction below 1 − 1/{n}.")
+    return n_val
+
+
+def check_labels(bundle: "DataBundle", outputs: int, dataset: str) -> None:
+    """Every label names one of the network's outputs; the first that does not is an error."""
+    for name in ("train", "val", "test"):
+        part = getattr(bundle, name)
+        if part is None or not len(part.y):
+            continue
+        bad = np.flatnonzero((part.y < 0) | (part.y >= outputs))
+        if bad.size:
+            i = int(bad[0])
+            raise UserError(f"{dataset} data, {name} split: label {int(part.y[i])} at index {i} "
+                            f"is outside 0…{outputs - 1}, the network's {outputs} outputs. Check "
+                            f"the label file, or give the last layer as many outputs as there "
+                            f"are classes.")
 
 
 def batches(data: Prepared, batch_size: int, seed: int, epoch: int, start: int = 0,
@@ -96,5 +118,6 @@ def num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
-__all__ = ["DataBundle", "Prepared", "prepare", "batches", "num_batches", "STREAM_INIT",
+__all__ = ["DataBundle", "Prepared", "prepare", "batches", "check_labels", "num_batches",
+           "STREAM_INIT",
            "STREAM_DROPOUT", "STREAM_CURVATURE"]

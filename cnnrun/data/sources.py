@@ -47,7 +47,7 @@ def load_split(cfg, split: str) -> Split:
     elif kind == "cifar10":
         out = _cifar10(_need_root(cfg), split)
     elif kind == "image_folder":
-        out = _image_folder(_need_root(cfg) / split)
+        out = _image_folder(_need_root(cfg), split)
     else:
         out = synthetic(cfg.synthetic, split)
     limit = cfg.train_limit if split == "train" else cfg.test_limit
@@ -111,7 +111,11 @@ def _cifar10(root: Path, split: str) -> Split:
     return Split(np.ascontiguousarray(images), records[:, 0].astype(np.int64), CIFAR10_CLASSES)
 
 
-def _image_folder(directory: Path) -> Split:
+def _image_folder(root: Path, split: str) -> Split:
+    """Images in root/<split>/<class>/. The classes are the training split's (numbered in
+    sorted order), so a test folder holding only some of them keeps their numbers; a class
+    the training split does not have is an error."""
+    directory = root / split
     try:
         from PIL import Image
     except ImportError as e:
@@ -119,9 +123,17 @@ def _image_folder(directory: Path) -> Split:
     if not directory.is_dir():
         raise UserError(f"{directory}: no such directory. An image folder holds train/ and "
                         f"test/, each with one sub-folder per class.")
-    classes = sorted(p.name for p in directory.iterdir() if p.is_dir())
+    own = sorted(p.name for p in directory.iterdir() if p.is_dir())
+    train = root / "train"
+    classes = sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else own
+    unknown = [c for c in own if c not in classes]
+    if unknown:
+        raise UserError(f"{directory}: class folders {', '.join(unknown)} are not among the "
+                        f"training split's classes ({', '.join(classes)}); a network cannot "
+                        f"be scored on classes it was not trained for.")
     images, labels = [], []
-    for k, cls in enumerate(classes):
+    for cls in own:
+        k = classes.index(cls)
         for f in sorted((directory / cls).iterdir()):
             if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
                 images.append(load_image(f, Image))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import prepare
+from ..data import check_labels, prepare
 from ..errors import UserError
 from ..engine.parallel.world import World
 from ..train.evaluate import averaged_logits, metric_sums, metrics_from_sums
@@ -25,10 +25,15 @@ def evaluate_checkpoints(checkpoints: list[Path], data: Path | None = None, spli
         if m.model.input_shape != first.model.input_shape or m.classes != first.classes:
             raise UserError(f"{c}: its input shape or classes differ from "
                             f"{checkpoints[0]}'s, so the two cannot be averaged.")
+    if data and first.cfg.data.dataset == "synthetic":
+        raise UserError(f"--data {data}: {checkpoints[0]} was trained on synthetic data, which "
+                        f"is generated, not read from files; drop --data, or evaluate a "
+                        f"checkpoint trained on mnist, fashion_mnist, cifar10 or image_folder.")
     dcfg = first.cfg.data.model_copy(update={"root": str(data)}) if data else first.cfg.data
     bundle = prepare(dcfg, first.cfg.train.seed, first.cfg.train.dtype, stats=first.stats,
                      splits=(split,))
     part = bundle.test if split == "test" else bundle.train
+    check_labels(bundle, first.model.output_shape[0], dcfg.dataset)
     pad = dcfg.augment.random_crop_padding if crop_pad is None else crop_pad
     world = World.detect()  # under mpiexec each rank scores its part and the sums are added
     lo, hi = world.share(len(part.y))

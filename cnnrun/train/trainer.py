@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ops.backend import get_backend, to_device, to_numpy
-from ..data import STREAM_INIT, batches, num_batches, prepare
+from ..data import STREAM_INIT, batches, check_labels, num_batches, prepare
 from ..errors import Interrupted, RunFailed, UserError
 from .evaluate import evaluate
 from ..engine.parallel.replicas import use_processes
@@ -53,6 +53,7 @@ class Trainer:
         self.processes = use_processes(self.model, t.processes, self.xp)
         self.trainable = self.model.trainable_in(self.flat)
         self.data = prepare(cfg.data, t.seed, self.dtype)
+        check_labels(self.data, self.model.output_shape[0], cfg.data.dataset)
         self.steps_per_epoch = num_batches(len(self.data.train), t.batch_size)
         owners = param_owner_types(self.model.root, self.model.input_shape)
         self.optimizer = build_optimizer(t.optimizer, self.trainable, t.lr_mult,
@@ -116,6 +117,10 @@ class Trainer:
                 while self.epoch < t.epochs and not self.stop_training:
                     self._train_epoch()
                     self._end_epoch()
+                if self._interrupted():  # a signal during the last evaluation
+                    raise Interrupted(f"interrupted after epoch {self.epoch}; its checkpoints "
+                                      f"are in {self.checkpoint_path('last').parent}",
+                                      143 if self.interrupted == signal.SIGTERM else 130)
         finally:
             self._each("on_train_end")
         final = evaluate(self.model, self.state, self.data.test, self.loss_fn, xp=self.xp,
