@@ -9,12 +9,9 @@ from ..registry import LAYERS
 from .base import IntOrPair, Layer
 
 
-@LAYERS.register("global_avgpool")
-class GlobalAvgPool(Layer):
-    """Mean over all spatial positions: (C, H, W) or (C, L) → (C,)."""
+class WholeMap(Layer):
+    """One value per channel from all its positions: (C, H, W) or (C, L) → (C,)."""
 
-    type: Literal["global_avgpool"] = "global_avgpool"
-    linear_in_x: ClassVar[bool] = True
     ranks: ClassVar = (2, 3)
     examples: ClassVar = (({}, (3, 4, 5)), ({}, (2, 6)))
 
@@ -24,6 +21,14 @@ class GlobalAvgPool(Layer):
 
     def receptive_field(self, rf, in_shape):
         return rf.whole_grid()
+
+
+@LAYERS.register("global_avgpool")
+class GlobalAvgPool(WholeMap):
+    """Mean over all spatial positions: (C, H, W) or (C, L) → (C,)."""
+
+    type: Literal["global_avgpool"] = "global_avgpool"
+    linear_in_x: ClassVar[bool] = True
 
     def to_onnx(self, g, x, p, in_shape):
         return g.op("Flatten", g.op("GlobalAveragePool", x), axis=1)  # (N, C, 1, …) -> (N, C)
@@ -43,20 +48,11 @@ class GlobalAvgPool(Layer):
 
 
 @LAYERS.register("global_maxpool")
-class GlobalMaxPool(Layer):
+class GlobalMaxPool(WholeMap):
     """Maximum over all spatial positions: (C, H, W) or (C, L) → (C,). The gradient goes to
     each map's first maximum, as max-pooling's does."""
 
     type: Literal["global_maxpool"] = "global_maxpool"
-    ranks: ClassVar = (2, 3)
-    examples: ClassVar = (({}, (3, 4, 5)), ({}, (2, 6)))
-
-    def output_shape(self, in_shape):
-        self.check_rank(in_shape)
-        return (in_shape[0],)
-
-    def receptive_field(self, rf, in_shape):
-        return rf.whole_grid()
 
     def to_onnx(self, g, x, p, in_shape):
         return g.op("Flatten", g.op("GlobalMaxPool", x), axis=1)  # (N, C, 1, …) -> (N, C)

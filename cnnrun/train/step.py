@@ -73,11 +73,8 @@ class TrainStep:
 
     def _diverged(self, loss: float):
         t = self.t
-        last = t.checkpoint_path("last")
-        kept = (f"the last good checkpoint ({last}) was kept" if last.exists()
-                else "no checkpoint had been written yet")
         raise RunFailed(f"the loss became {loss} at epoch {t.epoch + 1}, step "
-                        f"{t.step + 1}; training stopped and {kept}. Lower "
+                        f"{t.step + 1}; training stopped and {t.what_was_kept()}. Lower "
                         f"train.optimizer.lr, set train.grad_clip_norm, or check the data.")
 
 

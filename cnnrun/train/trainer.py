@@ -214,6 +214,11 @@ class Trainer:
     def checkpoint_path(self, which: str) -> Path:
         return checkpoint_path(self.run_dir, which)
 
+    def what_was_kept(self) -> str:
+        last = self.checkpoint_path("last")
+        return (f"the last good checkpoint ({last}) was kept" if last.exists()
+                else "no checkpoint had been written yet")
+
     def host_weights(self) -> dict:
         return {n: to_numpy(a) for n, a in self.flat.items()}
 
@@ -222,12 +227,10 @@ class Trainer:
         weights = self.host_weights()
         bad = [n for n, w in weights.items() if not np.isfinite(w).all()]
         if bad:
-            last = self.checkpoint_path("last")
-            kept = (f"the last good checkpoint ({last}) was kept" if last.exists()
-                    else "no checkpoint had been written yet")
             raise RunFailed(f"the weights became inf or NaN ({', '.join(bad[:3])}) by epoch "
-                            f"{self.epoch}, step {self.step}; training stopped and {kept}. Lower "
-                            f"train.optimizer.lr or set train.grad_clip_norm.")
+                            f"{self.epoch}, step {self.step}; training stopped and "
+                            f"{self.what_was_kept()}. Lower train.optimizer.lr or set "
+                            f"train.grad_clip_norm.")
         state = RunState(config_yaml(self.cfg), self.epoch, self.batch, self.step,
                          self.optimizer.steps, self.schedule.state_dict(), self.monitor.best,
                          self.monitor.bad_epochs, self.monitor.name, self.partial,
