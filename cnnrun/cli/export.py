@@ -18,10 +18,12 @@ def export(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoin
                                               help="output file (default: beside the checkpoint)"),
            opset: int = typer.Option(17, "--opset", help="ONNX opset version"),
            check: bool = typer.Option(True, "--check/--no-check",
-                                      help="run the file in onnxruntime against cnnrun")):
+                                      help="run the file in onnxruntime against cnnrun"),
+           config: Optional[Path] = typer.Option(
+               None, "--config", help="build the network from this config (weights-only file)")):
     """Write a trained model as an ONNX graph, checked by onnx.checker and onnxruntime."""
     from ..tools.onnx_export import export_checkpoint
-    r = export_checkpoint(checkpoint, fmt, out, opset, check)
+    r = export_checkpoint(checkpoint, fmt, out, opset, check, config)
     line = f"wrote {r['path']} ({r['megabytes']:.1f} MB, opset {opset})"
     if check:
         line += (f"; onnxruntime {r['onnxruntime']} agrees to {r['max_rel_error']:.1e} "

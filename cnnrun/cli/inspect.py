@@ -47,12 +47,14 @@ def predict(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoi
                                          help="also draw each layer's feature maps (PNGs)"),
             out: Path = typer.Option(Path("explain"), "-o", "--out",
                                      help="where --explain writes its pictures"),
+            config: Optional[Path] = typer.Option(
+                None, "--config", help="build the network from this config (weights-only file)"),
             as_json: bool = typer.Option(False, "--json")):
     """Classify image files with a trained model, or run it on a NumPy array (--json: the
     network's final outputs per sample, under "outputs")."""
     if len(images) == 1 and images[0].suffix == ".npy" and not explain:
         from ..tools.predict_array import predict_array
-        result = predict_array(checkpoint, images[0], top_k)
+        result = predict_array(checkpoint, images[0], top_k, config)
 
         def array_view(console):
             from .render import predictions_table
@@ -60,7 +62,7 @@ def predict(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoi
         emit(result, as_json, array_view)
         return
     from ..tools.predict import predict_files
-    results = predict_files(checkpoint, images, top_k, out if explain else None)
+    results = predict_files(checkpoint, images, top_k, out if explain else None, config)
 
     def view(console):
         from .render import predictions_table

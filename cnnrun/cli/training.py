@@ -42,11 +42,14 @@ def evaluate(checkpoints: List[Path] = typer.Argument(
              crop_pad: Optional[int] = typer.Option(
                  None, "--crop-pad", min=0, help="pad images by this much before ten-crop "
                                                  "(default: the training random-crop padding)"),
+             config: Optional[Path] = typer.Option(
+                 None, "--config", help="build the network from this config: the checkpoint "
+                                        "may then be any safetensors file of weights"),
              as_json: bool = typer.Option(False, "--json", help="print JSON")):
     """Loss, top-1/top-5, per-class accuracy and the confusion matrix of a checkpoint
     (several checkpoints: their averaged probabilities, an ensemble)."""
     from ..tools.checkpoint_eval import evaluate_checkpoints
-    m = evaluate_checkpoints(checkpoints, data, split, crops, crop_pad)
+    m = evaluate_checkpoints(checkpoints, data, split, crops, crop_pad, config)
     what = str(checkpoints[0]) if len(checkpoints) == 1 else \
         f"an ensemble of {len(checkpoints)} checkpoints"
     title = f"{what}{' (ten crops)' if crops == 10 else ''} on the {split} split"

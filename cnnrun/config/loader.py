@@ -9,7 +9,6 @@ import copy
 import re
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from ..errors import UserError
@@ -17,7 +16,7 @@ from ..layers import ShapeError
 from .blocks import expand as expand_blocks
 from .errors import describe_errors
 from .schema import RunConfig
-from .yamlsource import Loc, format_path, read
+from .yamlsource import Loc, format_path, parse, read
 
 
 def load_config(path, overrides: list[str] = ()) -> RunConfig:
@@ -106,10 +105,8 @@ def apply_override(data: dict, locs: dict, item: str) -> None:
         raise UserError(f"--set {item}: expected key.path=value, e.g. --set train.epochs=1.")
     key, raw = item.split("=", 1)
     path = parse_key_path(key.strip())
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise UserError(f"--set {item}: the value is not valid YAML ({e}).") from e
+    # the same parser as files: duplicate keys, self-reference and alias bombs refused
+    value, _ = parse(raw, f"--set {item}")
     node = data
     for i, part in enumerate(path[:-1]):
         nxt = path[i + 1]

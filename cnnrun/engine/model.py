@@ -7,6 +7,11 @@ optimizers and checkpoints use, sharing the same arrays.
 
 from __future__ import annotations
 
+import math
+
+from ..errors import UserError
+from ..safe_io import available_memory
+
 from ..ops.backend import get_array_module, to_device
 from ..layers import RF, Context, Layer
 from ..layers.containers import Sequential
@@ -54,10 +59,26 @@ class Model:
         """Draw parameters on the host from ``seed`` (float64), then cast and move once to
         ``xp`` (NumPy by default)."""
         import numpy as np  # lazily: see backend.py
+        self.check_fits(np.dtype(dtype).itemsize)
         xp = np if xp is None else xp
         rng = np.random.default_rng(seed)
         host = self.root.init_state(self.input_shape, rng)
         return map_tree(host, lambda a: to_device(np.asarray(a, dtype=dtype), xp))
+
+    def check_fits(self, itemsize: int) -> None:
+        """Refuse, before allocating, a state that this machine's memory cannot hold: drawn
+        in float64 on the host, then cast (a typo such as ``out_channels: 1000000000``, or a
+        checkpoint whose stored config declares one)."""
+        sizes = {**flatten(self.param_shapes()), **flatten(self.buffer_shapes())}
+        counts = {n: math.prod(s) for n, s in sizes.items()}
+        need = sum(counts.values()) * (8 + itemsize)
+        free = available_memory()
+        if need > free:
+            largest = max(counts, key=counts.get)
+            raise UserError(f"this network's state takes {need / 2**30:,.1f} GiB to set up "
+                            f"({sum(counts.values()):,} values; the largest, {largest}, has "
+                            f"{counts[largest]:,}), more than the {free / 2**30:,.1f} GiB this "
+                            f"machine has free. Check the layer sizes in the config.")
 
     def trainable_names(self) -> frozenset[str]:
         """Dotted names of the parameters that receive gradients (computed once: the

@@ -13,13 +13,14 @@ from ..train.trained import load_trained
 
 
 def evaluate_checkpoints(checkpoints: list[Path], data: Path | None = None, split: str = "test",
-                         crops: int = 1, crop_pad: int | None = None) -> dict:
+                         crops: int = 1, crop_pad: int | None = None,
+                         config: Path | None = None) -> dict:
     """Loss, top-1/top-5, per-class accuracy and confusion of the members' averaged outputs."""
     if split not in ("test", "train"):
         raise UserError(f"--split {split}: expected 'test' or 'train'.")
     if crops not in (1, 10):
         raise UserError(f"--crops {crops}: expected 1 or 10.")
-    members = [load_trained(c) for c in checkpoints]
+    members = [load_trained(c, config) for c in checkpoints]
     first = members[0]
     for c, m in zip(checkpoints[1:], members[1:]):
         if m.model.input_shape != first.model.input_shape or m.classes != first.classes:

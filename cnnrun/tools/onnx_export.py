@@ -12,11 +12,11 @@ AGREEMENT = 1e-4  # largest relative difference accepted between onnxruntime and
 
 
 def export_checkpoint(checkpoint: Path, fmt: str = "onnx", out: Path | None = None,
-                      opset: int = 17, check: bool = True) -> dict:
+                      opset: int = 17, check: bool = True, config: Path | None = None) -> dict:
     from ..export.onnx import export_onnx
     if fmt != "onnx":
         raise UserError(f"--format {fmt}: the only export format is 'onnx'.")
-    tr = load_trained(checkpoint)
+    tr = load_trained(checkpoint, config)
     path = export_onnx(tr.model, tr.state, out or checkpoint.with_suffix(".onnx"), opset,
                        tr.cfg.name)
     result = {"path": str(path), "megabytes": path.stat().st_size / 1e6, "opset": opset}

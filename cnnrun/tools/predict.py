@@ -34,9 +34,9 @@ def load_inputs(tr, paths) -> np.ndarray:
     return x
 
 
-def predict_files(checkpoint, paths, top_k: int = 3, explain_dir=None) -> list[dict]:
+def predict_files(checkpoint, paths, top_k: int = 3, explain_dir=None, config=None) -> list[dict]:
     """Top-k classes per image; with explain_dir, also each layer's feature-map PNGs."""
-    tr = load_trained(checkpoint)
+    tr = load_trained(checkpoint, config)
     x = load_inputs(tr, paths)
     logits = predict_logits(tr.model, tr.state, x)
     probs = softmax(logits, axis=1)

@@ -33,10 +33,10 @@ def load_array(path: Path, input_shape: tuple) -> np.ndarray:
     return arr
 
 
-def predict_array(checkpoint: Path, path: Path, top_k: int = 3) -> dict:
+def predict_array(checkpoint: Path, path: Path, top_k: int = 3, config=None) -> dict:
     """The network's outputs for every sample of the array, and each sample's top classes
     ranked by output."""
-    tr = load_trained(checkpoint)
+    tr = load_trained(checkpoint, config)
     arr = load_array(Path(path), tr.model.input_shape)
     x = np.ascontiguousarray(arr, dtype=np.dtype(tr.cfg.train.dtype))
     outputs = tr.model.predict(tr.state, x).reshape(len(x), -1)  # (N, …) -> (N, K)

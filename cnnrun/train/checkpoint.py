@@ -58,8 +58,16 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def load(path) -> tuple[dict, dict, dict]:
-    """(weights, optimizer state, info); a missing or damaged file is a UserError."""
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+CONVERT = ("python -c \"import torch, safetensors.torch as st; "
+           "st.save_file(torch.load('{path}', weights_only=True), '{stem}.safetensors')\"")
+
+
+def read_tensors(path, need_info: bool = True) -> tuple[dict, dict, dict | None]:
+    """(weights, optimizer state, info or None) of a safetensors file. With ``need_info`` it
+    must be a cnnrun checkpoint (its metadata holds the run); without, any safetensors file
+    of weights will do (a PyTorch state_dict saved with safetensors). A pickle is never read:
+    it is refused with the one line that converts it."""
     from safetensors import SafetensorError
     from safetensors.numpy import load as from_bytes
     path = Path(path)
@@ -68,17 +76,51 @@ def load(path) -> tuple[dict, dict, dict]:
                         f"runs/<name>/<time>/checkpoints/.")
     # a regular file, and no larger than the memory it would be read into
     raw = read_bytes(path, "checkpoint", available_memory())
+    if _pickled(path, raw):
+        raise UserError(f"{path}: a PyTorch (pickle) file; cnnrun never unpickles, since a "
+                        f"pickle can run any code. Convert it once to safetensors: "
+                        f"{CONVERT.format(path=path, stem=path.with_suffix(''))}")
     try:
         tensors = from_bytes(raw)
-        meta = _metadata(raw)
-        info = json.loads(meta["cnnrun"])
-    except (SafetensorError, ValueError, KeyError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: not a readable cnnrun checkpoint ({e}); it may be truncated "
-                        f"or corrupted. Use another one (last.safetensors or best.safetensors) "
+        meta = _metadata(raw) or {}
+        if need_info and "cnnrun" not in meta:
+            raise UserError(f"{path}: holds weights but not a cnnrun run's record (a PyTorch "
+                            f"state_dict saved with safetensors?). Load it with --init-weights, "
+                            f"or give eval, predict or export the network's config with "
+                            f"--config.")
+        info = json.loads(meta["cnnrun"]) if "cnnrun" in meta else None
+        if (need_info or info is not None) and not isinstance(info, dict):
+            raise ValueError(f"its metadata is {type(info).__name__}, not a mapping")
+    except (SafetensorError, ValueError, KeyError, TypeError, AttributeError,
+            json.JSONDecodeError) as e:
+        what = "cnnrun checkpoint" if need_info else "safetensors file"
+        raise UserError(f"{path}: not a readable {what} ({e}); it may be truncated or "
+                        f"corrupted. Use another one (last.safetensors or best.safetensors) "
                         f"or train again.") from e
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPT_PREFIX)}
     opt = {k[len(OPT_PREFIX):]: v for k, v in tensors.items() if k.startswith(OPT_PREFIX)}
     return weights, opt, info
+
+
+def _pickled(path: Path, raw: bytes) -> bool:
+    """torch.save's zip or a bare pickle, not safetensors (whose JSON header starts at
+    byte 8)."""
+    if raw[8:9] == b"{":
+        return False
+    return path.suffix in PICKLE_SUFFIXES or raw[:4] == b"PK\x03\x04" or raw[:1] == b"\x80"
+
+
+def load(path) -> tuple[dict, dict, dict]:
+    """(weights, optimizer state, info) of a cnnrun checkpoint; a missing or damaged file is a
+    UserError."""
+    return read_tensors(path, need_info=True)
+
+
+def load_weights(path) -> dict:
+    """The weights of any safetensors file: a cnnrun checkpoint's, or a PyTorch state_dict's
+    (its ``num_batches_tracked`` counters, which cnnrun has no use for, dropped)."""
+    weights = read_tensors(path, need_info=False)[0]
+    return {k: v for k, v in weights.items() if not k.endswith("num_batches_tracked")}
 
 
 def _metadata(raw: bytes) -> dict:
@@ -96,11 +138,16 @@ def check_weights(path, weights: dict, expected: dict[str, tuple]) -> None:
     if missing or extra or wrong:
         parts = []
         if missing:
-            parts.append(f"missing {', '.join(missing[:5])}")
+            parts.append(f"{len(missing)} missing: {_listed(missing)}")
         if extra:
-            parts.append(f"unexpected {', '.join(extra[:5])}")
+            parts.append(f"{len(extra)} unexpected: {_listed(extra)}")
         if wrong:
-            parts.append("shape mismatch " + ", ".join(
-                f"{n} {tuple(weights[n].shape)} vs model {tuple(expected[n])}" for n in wrong[:5]))
-        raise UserError(f"{path}: does not fit this model ({'; '.join(parts)}). Use a checkpoint "
-                        f"written for the same architecture.")
+            parts.append(f"{len(wrong)} of another shape: " + _listed(
+                [f"{n} {tuple(weights[n].shape)} vs model {tuple(expected[n])}" for n in wrong]))
+        raise UserError(f"{path}: does not fit this model ({'; '.join(parts)}). Names must match "
+                        f"the config's layer names (cnnrun summary lists them) and shapes "
+                        f"PyTorch's layouts; use weights written for the same architecture.")
+
+
+def _listed(items, most: int = 20) -> str:
+    return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")

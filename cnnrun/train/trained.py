@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..config.schema import RunConfig
+from ..config.yamlsource import parse
 from ..errors import UserError
 from ..layers import ShapeError
 from ..engine.model import Model, flatten
@@ -33,16 +34,34 @@ class Trained:
         return self.info.get("classes") or [str(i) for i in range(self.model.output_shape[0])]
 
 
-def load_trained(path) -> Trained:
+def load_trained(path, config=None) -> Trained:
+    """A checkpoint as a network. Its own stored config builds it; with ``config`` (a YAML
+    file), that config does, and ``path`` may be any safetensors file of weights in its
+    layer names (a PyTorch state_dict saved with safetensors)."""
     path = Path(path)
+    if config is not None:
+        from ..config import load_config
+        cfg = load_config(config)
+        weights = checkpoint.load_weights(path)
+        info = checkpoint.read_tensors(path, need_info=False)[2] or {}
+        model = Model(cfg.model.layers, cfg.model.input_shape)
+        return _with_weights(path, cfg, model, weights, info)
     weights, _, info = checkpoint.load(path)
-    try:
-        cfg = RunConfig.model_validate(yaml.safe_load(info["config"]))
+    try:  # the files' parser: an alias bomb in a checkpoint is refused as in a config
+        data, _ = parse(str(info["config"]), f"{path} (its stored config)")
+        cfg = RunConfig.model_validate(data)
         model = Model(cfg.model.layers, cfg.model.input_shape)
     except (KeyError, yaml.YAMLError, ValidationError, ShapeError) as e:
         raise UserError(f"{path}: the config stored in this checkpoint is unusable ({e}).") from e
+    return _with_weights(path, cfg, model, weights, info)
+
+
+def _with_weights(path, cfg, model, weights, info) -> Trained:
     dtype = np.dtype(cfg.train.dtype)
-    state = model.init(seed=0, dtype=dtype)
+    try:
+        state = model.init(seed=0, dtype=dtype)
+    except UserError as e:  # its stored config declares more than this machine can hold
+        raise UserError(f"{path}: {e}") from e
     flat = flatten(state)
     checkpoint.check_weights(path, weights, {n: a.shape for n, a in flat.items()})
     for name, arr in weights.items():

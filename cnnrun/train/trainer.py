@@ -75,7 +75,7 @@ class Trainer:
 
     # ---- setup -----------------------------------------------------------------
     def load_weights(self, path: Path) -> None:
-        self._set_weights(path, checkpoint.load(path)[0])
+        self._set_weights(path, checkpoint.load_weights(path))  # any safetensors of weights
 
     def _set_weights(self, path: Path, weights: dict) -> None:
         checkpoint.check_weights(path, weights, {n: a.shape for n, a in self.flat.items()})

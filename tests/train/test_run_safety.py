@@ -6,7 +6,6 @@ resumed run refusing a changed config, and run names that stay inside runs/."""
 import io
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
