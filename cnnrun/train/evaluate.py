@@ -109,8 +109,8 @@ def ten_crops(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                         f"{h}×{w} input.")
     if (h, w) == (H, W):
         raise UserError(f"--crops 10: the images are already {H}×{W}, the network's input size, "
-                        f"so there is nothing to crop; pad them (data.preprocess.pad) or "
-                        f"resize them larger (data.preprocess.resize).")
+                        f"so there is nothing to crop; pad them first with --crop-pad N "
+                        f"(e.g. --crop-pad 4), or evaluate without --crops.")
     corners = [(0, 0), (0, W - w), (H - h, 0), (H - h, W - w), ((H - h) // 2, (W - w) // 2)]
     crops = [x[:, :, r:r + h, c:c + w] for r, c in corners]
     crops += [c[..., ::-1] for c in crops]

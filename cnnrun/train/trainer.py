@@ -86,6 +86,10 @@ class Trainer:
         weights, opt, info = checkpoint.load(path)
         run = RunState.from_info(path, info)
         check_same_training(path, run.config, self.cfg)
+        if run.epoch >= self.cfg.train.epochs and run.batch == 0:
+            raise UserError(f"--resume {path}: this run is complete ({run.epoch} of "
+                            f"{self.cfg.train.epochs} epochs); to train it further, raise its "
+                            f"epochs: --set train.epochs={run.epoch + 10} --resume ….")
         self._set_weights(path, weights)
         self.optimizer.state = {k: to_device(v.astype(self.dtype), self.xp) for k, v in opt.items()}
         self.optimizer.steps = run.optimizer_steps

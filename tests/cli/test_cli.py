@@ -188,3 +188,10 @@ def test_resume_auto_continues_the_latest_run(tiny, tmp_path, monkeypatch):
     runs = list((tmp_path / "runs" / "tiny").iterdir())
     assert len(runs) == 1  # continued in place
     assert (runs[0] / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
+    done = invoke("train", tiny, "--quiet", "--resume", "auto", "--set", "train.epochs=2")
+    assert done.exit_code == 2 and "this run is complete (2 of 2 epochs)" in done.output
+    assert "--set train.epochs=12 --resume" in done.output
+
+
+def test_hessian_help_says_which_images_batch_takes():
+    assert "the first N training images" in invoke("hessian", "--help").output

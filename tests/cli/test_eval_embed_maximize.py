@@ -19,7 +19,9 @@ def test_ensemble_and_ten_crops(run):
     m = json.loads(crops.output)
     assert m["crops"] == 10 and abs(m["accuracy"] - one["accuracy"]) < 0.15
     r = invoke("eval", best(run), "--crops", "10")
-    assert r.exit_code == 2 and "nothing to crop" in r.output
+    # the advice names what eval itself can take, not a config key it cannot set
+    assert r.exit_code == 2 and "nothing to crop" in r.output and "--crop-pad" in r.output
+    assert "data.preprocess" not in r.output
 
 
 def test_ten_crops_are_the_corners_centre_and_mirrors():

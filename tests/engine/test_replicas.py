@@ -1,6 +1,7 @@
 """Batches cut over processes (replicas.py): the same numbers as one process, real workers."""
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -185,6 +186,42 @@ def test_a_dead_worker_is_a_failed_run_with_what_to_do(split_net):
         model.forward(state, x)
     y, _ = model.forward(state, x)  # the failed pass's workers went; fresh ones start
     np.testing.assert_allclose(y, Model(SMALL_NET, (2, 10, 10)).forward(state, x)[0], rtol=1e-12)
+
+
+def test_a_stopped_worker_ends_the_pass_instead_of_hanging_it(split_net, monkeypatch):
+    """SIGSTOP on a worker (a debugger, a job-control slip): the pass fails after the grace
+    period with a message naming the process, and the next pass starts fresh workers."""
+    import signal
+    import time
+    from cnnrun.engine.parallel import pipes
+    monkeypatch.setattr(pipes, "STOPPED_GRACE", 1)
+    model, state, x = split_net
+    model.forward(state, x)
+    proc = model.runner._workers[0].proc
+    os.kill(proc.pid, signal.SIGSTOP)
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(RunFailed, match=rf"worker process {proc.pid} .* stopped"):
+            model.forward(state, x)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+    assert time.perf_counter() - t0 < 5  # the grace, then the stopped worker is killed
+    model.forward(state, x)  # fresh workers
+
+
+def test_blocks_whose_owner_died_are_swept_and_live_ones_kept(tmp_path, monkeypatch):
+    import subprocess
+    from cnnrun.engine.parallel import shared_block
+    monkeypatch.setattr(shared_block, "_directory", lambda: str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    (tmp_path / f"cnnrun-{dead.pid}-abc").write_bytes(b"x")
+    (tmp_path / f"cnnrun-{os.getpid()}-def").write_bytes(b"x")
+    (tmp_path / "cnnrun-notapid").write_bytes(b"x")
+    assert shared_block.sweep_orphans() == [f"cnnrun-{dead.pid}-abc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"cnnrun-{os.getpid()}-def",
+                                                          "cnnrun-notapid"]
 
 
 def test_workers_stop_on_close():

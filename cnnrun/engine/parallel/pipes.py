@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,18 @@ class CrossShares(ShareSums):
             np.copyto(w.io.array("sum", partial.shape), total)
             w.send({"op": "sum"})
         return total
+
+
+STOPPED_GRACE = 5  # seconds a stopped worker may stay stopped before the run ends
+
+
+def _stopped(pid: int) -> bool:
+    """Whether a process is stopped (state T, or t under a tracer), from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] in ("T", "t")
 
 
 def shut_down(workers) -> None:
@@ -103,6 +117,7 @@ class Worker:
                             "the processes ran different layers. Set train.processes: 1.")
 
     def reply(self) -> dict:
+        self._wait_readable()
         line = self.proc.stdout.readline()
         if not line:
             raise RunFailed(self._gone())
@@ -113,6 +128,26 @@ class Worker:
                             "error where it happens.")
         return answer
 
+    def _wait_readable(self) -> None:
+        """Wait for the worker's next line, checking each second that it still runs: a worker
+        stopped (SIGSTOP, a debugger) for STOPPED_GRACE seconds ends the run instead of
+        hanging it. One line at most is ever pending (each command has one reply, and a
+        worker waits for the total after sending its sum), so the pipe's buffer holds
+        nothing select cannot see."""
+        stopped_since = None
+        while not select.select([self.proc.stdout], [], [], 1.0)[0]:
+            if self.proc.poll() is not None:
+                return  # readline gives '' and the caller reports the exit
+            if not _stopped(self.proc.pid):
+                stopped_since = None
+                continue
+            stopped_since = stopped_since or time.monotonic()
+            if time.monotonic() - stopped_since > STOPPED_GRACE:
+                raise RunFailed(f"worker process {self.proc.pid} (train.processes) has been "
+                                f"stopped for {STOPPED_GRACE} s (SIGSTOP?) in the middle of a "
+                                f"pass, so the run ends here; resume it from its last "
+                                f"checkpoint, with train.processes: 1 if this recurs.")
+
     def _gone(self) -> str:
         code = self.proc.poll()
         return (f"a worker process (train.processes) exited with code {code} in the middle of "
@@ -120,6 +155,9 @@ class Worker:
                 "process alone.")
 
     def close(self) -> None:
+        if self.proc.poll() is None and _stopped(self.proc.pid):
+            self.proc.kill()  # a stopped worker would not read its end of input
+            self.proc.wait()
         if self.proc.poll() is None:
             try:
                 self.proc.stdin.close()  # end of input: the worker leaves its loop

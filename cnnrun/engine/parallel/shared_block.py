@@ -34,13 +34,40 @@ def _directory() -> str | None:
     return "/dev/shm" if os.path.isdir("/dev/shm") else None  # else the temporary directory
 
 
+def sweep_orphans() -> list[str]:
+    """Remove blocks whose owning process is gone (a kill between a block's creation and its
+    unlink, the moment no other process has it mapped yet); the removed paths."""
+    directory = _directory() or tempfile.gettempdir()
+    removed = []
+    for name in os.listdir(directory):
+        parts = name.split("-")
+        if len(parts) < 3 or parts[0] != "cnnrun" or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        try:
+            os.kill(pid, 0)
+            continue  # its owner still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # another user's process: alive
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed.append(name)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 class SharedBlock:
     """One mapped file and the arrays laid out in it."""
 
     def __init__(self, path: str, places: dict, size: int, create: bool):
         self.path, self.places, self.size = path, places, size
         if create:
-            fd, self.path = tempfile.mkstemp(prefix="cnnrun-", dir=_directory())
+            sweep_orphans()
+            # the owner's pid in the name, so a later run can tell an orphan from a live block
+            fd, self.path = tempfile.mkstemp(prefix=f"cnnrun-{os.getpid()}-", dir=_directory())
             os.ftruncate(fd, size)
         else:
             fd = os.open(path, os.O_RDWR)

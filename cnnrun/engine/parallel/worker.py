@@ -115,6 +115,8 @@ def serve(commands, replies) -> None:
             else:
                 raise ValueError(f"unknown command {op!r}")
             answer = {}
+        except (BrokenPipeError, ConnectionResetError):
+            raise  # the parent is gone (see main)
         except Exception as e:  # reported to the parent, which raises it as a failed run
             answer = {"error": f"{op}: {type(e).__name__}: {e}"}
         _send(replies, answer)
@@ -127,7 +129,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # print() and warnings now reach stderr, not the protocol
-    serve(sys.stdin, replies)
+    try:
+        serve(sys.stdin, replies)
+    except (BrokenPipeError, ConnectionResetError):
+        os._exit(0)  # the parent is gone: nobody to answer, nothing to report
 
 
 if __name__ == "__main__":
