@@ -121,11 +121,14 @@ def _start(values) -> str:
 def gradcheck_table(rows, console: Console) -> None:
     t = Table(title="gradient check (float64, central differences)")
     for col, just in (("layer", "left"), ("parameter", "left"), ("checked", "right"),
-                      ("max relative error", "right"), ("", "left")):
+                      ("non-zero", "right"), ("max relative error", "right"), ("", "left")):
         t.add_column(col, justify=just)
     for r in rows:
-        t.add_row(r.layer, r.parameter, str(r.checked), f"{r.max_rel_error:.2e}",
-                  "[green]pass[/green]" if r.passed else "[red]FAIL[/red]")
+        verdict = "[red]FAIL[/red]" if not r.passed else \
+            "[yellow]zero gradient: nothing verified[/yellow]" if r.nonzero == 0 else \
+            "[green]pass[/green]"
+        t.add_row(r.layer, r.parameter, str(r.checked), str(r.nonzero),
+                  f"{r.max_rel_error:.2e}", verdict)
     console.print(t)
 
 
@@ -201,8 +204,11 @@ def runs_table(rows: list[dict], console: Console, root) -> None:
                          no_wrap=col != "checkpoint", overflow="fold")
     for r in rows:
         best = "—" if r["best"] is None else f"{r['best']:.2%}"
-        if r["best"] is not None and r["best_metric"] != "val_accuracy":
-            best += " (test)"  # no validation split: the test score, for information only
+        if r["best"] is not None:  # the score of the epoch the best checkpoint holds
+            notes = (["test"] if r["best_metric"] != "val_accuracy" else []) + \
+                ([f"epoch {r['best_epoch']}"] if r.get("best_epoch") else []) + \
+                ([f"by {r['chosen_by']}"] if r.get("chosen_by") else [])
+            best += f" ({', '.join(notes)})" if notes else ""
         table.add_row(r["name"], r["date"], str(r["epochs"]), best, r["checkpoint"] or "—")
     console.print(table)
 

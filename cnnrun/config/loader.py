@@ -47,6 +47,11 @@ def load_yaml_tree(path: Path, chain: tuple[Path, ...] = ()):
         raise UserError(f"{Loc(str(path), 1, 1)}: a config must be a mapping with model, data "
                         f"and train sections, got {type(data).__name__}.")
     parent = data.pop("extends", None)
+    if "blocks" in data and "model" not in data and not chain:
+        raise UserError(f"{path}: a block library (its 'blocks:' define layers), not a config "
+                        f"to train or summarise. A config uses it with 'extends: "
+                        f"{path.name}' and layers such as '{{use: BLOCK, ...}}' "
+                        f"(configs/vgg16.yaml shows how).")
     if parent is None:
         return data, locs
     if not isinstance(parent, str):

@@ -122,7 +122,16 @@ class TrainConfig(Strict):
                     data = {**data, key: {"type": tag, **data[key]}}
         return data
 
-    epochs: PositiveInt = 10
+    epochs: int = 10
+
+    @field_validator("epochs")
+    @classmethod
+    def _trains_something(cls, epochs):
+        if epochs < 1:
+            raise ValueError(f"must be ≥ 1, got {epochs}; {epochs} epochs trains nothing: to "
+                             f"score a model as it is, run cnnrun eval CHECKPOINT (with "
+                             f"--config CONFIG for a weights-only file)")
+        return epochs
     batch_size: PositiveInt = 64
     optimizer: AnyOptimizer = SGD.model_construct()
     schedule: AnySchedule = Constant.model_construct()

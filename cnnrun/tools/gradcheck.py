@@ -97,6 +97,7 @@ class CheckRow:
     max_rel_error: float
     passed: bool
     checked: int  # coordinates (or 1 for the directional derivative)
+    nonzero: int = 1  # of them, those whose gradient is not zero: what was really verified
 
 
 def relative_errors(analytic, numeric, floor: float = 1e-7) -> np.ndarray:
@@ -133,12 +134,23 @@ def check_model(model, loss_fn, batch: int = 2, samples: int = 5, eps: float = 1
     return rows
 
 
+ZERO = 1e-12  # a gradient this small checks nothing: both sides agree at 0 whatever the code
+
+
 def _sampled(layer, pname, arr, grad, energy, rng, samples, eps, tol) -> CheckRow:
-    flat, gflat = arr.reshape(-1), np.asarray(grad).reshape(-1)
-    idx = rng.choice(flat.size, size=min(samples, flat.size), replace=False)
+    """Coordinates where the gradient is not zero first (a zero one agrees with any code),
+    then others if there are too few; the row says how many of each were checked."""
+    flat, gflat = arr.reshape(-1), np.asarray(grad).reshape(-1)  # (…) -> (n,) views
+    live = np.flatnonzero(np.abs(gflat) > ZERO)
+    dead = np.setdiff1d(np.arange(flat.size), live, assume_unique=True)
+    take = min(samples, flat.size)
+    idx = rng.choice(live, size=min(take, live.size), replace=False)
+    if idx.size < take:
+        idx = np.concatenate([idx, rng.choice(dead, size=take - idx.size, replace=False)])
     numeric = [central_difference(energy, flat, i, eps) for i in idx]
     err = float(relative_errors(gflat[idx], numeric).max())
-    return CheckRow(layer, pname, err, err <= tol, len(idx))
+    nonzero = int(np.sum(np.abs(gflat[idx]) > ZERO))
+    return CheckRow(layer, pname, err, err <= tol, len(idx), nonzero)
 
 
 def _directional(params, grads, names, energy, rng, eps, tol) -> CheckRow:

@@ -123,6 +123,23 @@ def load_weights(path) -> dict:
     return {k: v for k, v in weights.items() if not k.endswith("num_batches_tracked")}
 
 
+def read_info(path) -> dict | None:
+    """A checkpoint's run record from its header alone (not its tensors), or None where the
+    file is not a readable cnnrun checkpoint: for listings such as ``cnnrun runs``."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            return None
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n > 100 * 2**20:  # a header that large is not one cnnrun wrote
+                return None
+            info = json.loads(json.loads(f.read(n))["__metadata__"]["cnnrun"])
+        return info if isinstance(info, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _metadata(raw: bytes) -> dict:
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + n])

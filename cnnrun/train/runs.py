@@ -22,6 +22,7 @@ import yaml
 
 from ..errors import UserError
 from ..safe_io import dumps_json
+from .checkpoint import read_info
 
 # The layout, named once: every reader and writer of a run directory goes through these.
 CONFIG, METRICS, METRICS_CSV, CHECKPOINTS = "config.yaml", "metrics.jsonl", "metrics.csv", "checkpoints"
@@ -199,10 +200,20 @@ def summarize_run(run_dir: Path) -> dict:
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         pass
     stamp = (run_dir / CONFIG) if (run_dir / CONFIG).exists() else run_dir
-    return {"name": name, "run": str(run_dir),
-            "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp.stat().st_mtime)),
-            "epochs": len(epochs), "best_metric": key, "best": max(scores) if scores else None,
-            "checkpoint": str(run_checkpoint(run_dir) or "")}
+    row = {"name": name, "run": str(run_dir),
+           "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp.stat().st_mtime)),
+           "epochs": len(epochs), "best_metric": key, "best": None, "best_epoch": None,
+           "chosen_by": None, "checkpoint": str(run_checkpoint(run_dir) or "")}
+    # the score of the epoch best.safetensors holds, not the best score of any epoch: the
+    # checkpoint is chosen by train.monitor, which may be another metric
+    info = read_info(checkpoint_path(run_dir, "best"))
+    if info is not None and isinstance(info.get("epoch"), int):
+        at = [r for r in epochs if r.get("epoch") == info["epoch"] and key in r]
+        row.update(best=at[-1][key] if at else None, best_epoch=info["epoch"],
+                   chosen_by=info.get("monitor"))
+    elif scores:
+        row["best"] = max(scores)
+    return row
 
 
 def find_runs(root) -> list[Path]:

@@ -6,6 +6,7 @@ import struct
 import pytest
 
 
+from cnnrun.train import checkpoint
 from helpers.cli import CONFIGS, ROOT, best, invoke, png_size, runner  # noqa: F401
 
 
@@ -28,8 +29,11 @@ def test_runs_lists_the_run(run):
     (row,) = json.loads(r.output)
     assert row["name"] == "lenet5" and row["epochs"] == 2
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert row["best"] == max(r["test_accuracy"] for r in rows if r["kind"] == "epoch")
+    held = checkpoint.load(run / "checkpoints" / "best.safetensors")[2]
+    at = [r for r in rows if r["kind"] == "epoch" and r["epoch"] == held["epoch"]]
+    assert row["best"] == at[0]["test_accuracy"] and row["best_epoch"] == held["epoch"]
     assert row["best_metric"] == "test_accuracy"  # no validation split in lenet5.yaml
+    assert row["chosen_by"] == "train_loss"
     assert row["checkpoint"].endswith("best.safetensors")
     assert invoke("runs", run / "nope").exit_code == 2
 

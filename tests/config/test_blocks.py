@@ -1,6 +1,7 @@
 """Block templates: expansion rules, and each block type of the zoo gradient- and RF-checked."""
 
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +99,11 @@ def test_block_receptive_field_equals_gradient_support(tmp_path, name):
     units, reach = supports(layer, shape, seed=1)
     extents = [tuple(int(i.max() - i.min() + 1) for i in np.nonzero(r)) for r in reach if r.any()]
     assert max(extents) == tuple(min(a, b) for a, b in zip(rf.size, shape[1:]))
+
+
+@pytest.mark.parametrize("library", sorted((Path(__file__).parents[2] / "configs" / "blocks")
+                                            .glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_block_library_given_as_a_config_says_what_it_is(library):
+    """`summary configs/blocks/vgg.yaml` once answered "model: required"."""
+    with pytest.raises(UserError, match=r"a block library .* 'extends: " + library.name):
+        load_config(library)

@@ -55,7 +55,7 @@ def test_every_error_is_reported_with_its_location(tmp_path):
                                f"(did you mean 'conv2d'?); known types: adaptive_avgpool2d,")
     assert "maxpool2d" in lines[4]
     assert lines[5] == f"  {p}:11:35 train.optimizer.momentun: unknown key (did you mean 'momentum'?)"
-    assert lines[6] == f"  {p}:12:3 train.epochs: must be ≥ 1, got 0"
+    assert lines[6] == f"  {p}:12:3 train.epochs: must be ≥ 1, got 0; 0 epochs trains nothing: to score a model as it is, run cnnrun eval CHECKPOINT (with --config CONFIG for a weights-only file)"
 
 
 def test_lr_written_as_5e_4_loads_as_a_number(tmp_path):
@@ -125,7 +125,7 @@ def test_extends_error_locations_come_from_the_right_file(tmp_path):
     base = write(tmp_path, "base.yaml", MODEL + "train:\n  epochs: 0\n")
     child = write(tmp_path, "child.yaml", "extends: base.yaml\ntrain:\n  batch_size: 0\n")
     msg = errors_of(child)
-    assert f"{base}:8:3 train.epochs: must be ≥ 1, got 0" in msg
+    assert f"{base}:8:3 train.epochs: must be ≥ 1, got 0; 0 epochs trains nothing: to score a model as it is, run cnnrun eval CHECKPOINT (with --config CONFIG for a weights-only file)" in msg
     assert f"{child}:3:3 train.batch_size: must be ≥ 1, got 0" in msg
 
 
