@@ -45,11 +45,14 @@ def evaluate(checkpoints: List[Path] = typer.Argument(
              config: Optional[Path] = typer.Option(
                  None, "--config", help="build the network from this config: the checkpoint "
                                         "may then be any safetensors file of weights"),
+             predictions: Optional[Path] = typer.Option(
+                 None, "--predictions", help="also write one row per image (.csv or .jsonl): "
+                                             "label, prediction, top-5 probabilities, file"),
              as_json: bool = typer.Option(False, "--json", help="print JSON")):
     """Loss, top-1/top-5, per-class accuracy and the confusion matrix of a checkpoint
     (several checkpoints: their averaged probabilities, an ensemble)."""
     from ..tools.checkpoint_eval import evaluate_checkpoints
-    m = evaluate_checkpoints(checkpoints, data, split, crops, crop_pad, config)
+    m = evaluate_checkpoints(checkpoints, data, split, crops, crop_pad, config, predictions)
     what = str(checkpoints[0]) if len(checkpoints) == 1 else \
         f"an ensemble of {len(checkpoints)} checkpoints"
     title = f"{what}{' (ten crops)' if crops == 10 else ''} on the {split} split"

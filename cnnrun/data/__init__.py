@@ -26,6 +26,7 @@ class Prepared:
     x: np.ndarray
     y: np.ndarray
     classes: list[str]
+    names: np.ndarray | None = None  # each image's file (image folders)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -60,7 +61,7 @@ def prepare(cfg, seed: int, dtype=np.float32, stats=None, splits=("train", "test
         if split is None:
             return None
         return Prepared(transforms.preprocess(split.images, cfg.preprocess, stats, dtype),
-                        split.labels, split.classes)
+                        split.labels, split.classes, split.names)
 
     keep_train = "train" in splits
     test = load_split(cfg, "test") if "test" in splits else None

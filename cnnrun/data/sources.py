@@ -34,9 +34,11 @@ class Split:
     images: np.ndarray  # uint8 (N, C, H, W)
     labels: np.ndarray  # int64 (N,)
     classes: list[str]
+    names: np.ndarray | None = None  # each image's file, where it has one (image folders)
 
     def take(self, index) -> "Split":
-        return Split(self.images[index], self.labels[index], self.classes)
+        names = None if self.names is None else self.names[index]
+        return Split(self.images[index], self.labels[index], self.classes, names)
 
 
 def load_split(cfg, split: str) -> Split:
@@ -131,18 +133,19 @@ def _image_folder(root: Path, split: str) -> Split:
         raise UserError(f"{directory}: class folders {', '.join(unknown)} are not among the "
                         f"training split's classes ({', '.join(classes)}); a network cannot "
                         f"be scored on classes it was not trained for.")
-    images, labels = [], []
+    images, labels, names = [], [], []
     for cls in own:
         k = classes.index(cls)
         for f in sorted((directory / cls).iterdir()):
             if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
                 images.append(load_image(f, Image))
                 labels.append(k)
+                names.append(str(f))
     if not images:
         raise UserError(f"{directory}: no images found in its class sub-folders.")
     if len({im.shape for im in images}) > 1:
         raise UserError(f"{directory}: images differ in size; resize them to one size first.")
-    return Split(np.stack(images), np.array(labels, dtype=np.int64), classes)
+    return Split(np.stack(images), np.array(labels, dtype=np.int64), classes, np.array(names))
 
 
 def load_image(path: Path, Image=None) -> np.ndarray:

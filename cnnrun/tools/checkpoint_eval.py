@@ -14,7 +14,7 @@ from ..train.trained import load_trained
 
 def evaluate_checkpoints(checkpoints: list[Path], data: Path | None = None, split: str = "test",
                          crops: int = 1, crop_pad: int | None = None,
-                         config: Path | None = None) -> dict:
+                         config: Path | None = None, predictions: Path | None = None) -> dict:
     """Loss, top-1/top-5, per-class accuracy and confusion of the members' averaged outputs."""
     if split not in ("test", "train"):
         raise UserError(f"--split {split}: expected 'test' or 'train'.")
@@ -37,11 +37,59 @@ def evaluate_checkpoints(checkpoints: list[Path], data: Path | None = None, spli
     check_labels(bundle, first.model.output_shape[0], dcfg.dataset)
     pad = dcfg.augment.random_crop_padding if crop_pad is None else crop_pad
     world = World.detect()  # under mpiexec each rank scores its part and the sums are added
-    lo, hi = world.share(len(part.y))
+    lo, hi = world.share(len(part.y)) if predictions is None else (0, len(part.y))
     logits = averaged_logits(members, part.x[lo:hi], crops, pad if crops == 10 else 0,
                              bundle.fill)
     K = first.model.output_shape[0]
-    sums = world.allreduce(metric_sums(logits, part.y[lo:hi], first.cfg.train.loss, K))
+    sums = metric_sums(logits, part.y[lo:hi], first.cfg.train.loss, K)
+    sums = world.allreduce(sums) if predictions is None else sums  # each rank: all rows
+    if predictions is not None and world.is_root:
+        write_predictions(Path(predictions), logits, part,
+                          first.cfg.train.loss.type == "cross_entropy")
     m = metrics_from_sums(sums, K, part.classes)
     m.update(checkpoints=[str(c) for c in checkpoints], crops=crops)
     return m
+
+
+def write_predictions(path: Path, logits, part, probabilities: bool, top_k: int = 5) -> Path:
+    """One row per image: index, file (image folders), label, predicted class, whether it is
+    right, and the top-k classes with their probabilities (or raw outputs where the loss is
+    not cross-entropy). ``.csv`` or ``.jsonl``, written whole or not at all."""
+    import csv
+    import io
+    import os
+
+    import numpy as np
+
+    from ..ops.softmax import softmax
+    from ..safe_io import dumps_json
+    if path.suffix not in (".csv", ".jsonl"):
+        raise UserError(f"--predictions {path}: name a .csv or a .jsonl file.")
+    scores = softmax(logits.astype(np.float64), axis=1) if probabilities else logits
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :min(top_k, scores.shape[1])]
+    names, classes = part.names, part.classes
+    what = "probability" if probabilities else "output"
+    rows = [{"index": i, "file": None if names is None else str(names[i]),
+             "label": classes[part.y[i]], "predicted": classes[order[i, 0]],
+             "correct": bool(order[i, 0] == part.y[i]),
+             "top": [{"class": classes[k], what: float(scores[i, k])} for k in order[i]]}
+            for i in range(len(part.y))]
+    text = io.StringIO()
+    if path.suffix == ".jsonl":
+        text.writelines(dumps_json(r) + "\n" for r in rows)
+    else:
+        head = ["index", "file", "label", "predicted", "correct"]
+        head += [f"{c}_{j + 1}" for j in range(order.shape[1]) for c in ("class", what)]
+        w = csv.writer(text)
+        w.writerow(head)
+        for r in rows:
+            w.writerow([r["index"], r["file"] or "", r["label"], r["predicted"], r["correct"]] +
+                       [v for t in r["top"] for v in (t["class"], f"{t[what]:.6g}")])
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text.getvalue(), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"--predictions {path}: cannot write it ({e.strerror}).") from e
+    return path
