@@ -113,6 +113,8 @@ class Trainer:
             write_config(self.run_dir, self.cfg)
             if self.resumed_from is not None:  # rows a kill left past the checkpoint
                 trim_metrics(self.run_dir, self.epoch, self.step)
+            for stale in checkpoint_path(self.run_dir, "last").parent.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)  # a checkpoint write a kill cut short
         self.callbacks = self._callbacks()
         self._each("on_train_begin")
         try:
