@@ -66,8 +66,8 @@ CONVERT = ("python -c \"import torch, safetensors.torch as st; "
 def read_tensors(path, need_info: bool = True) -> tuple[dict, dict, dict | None]:
     """(weights, optimizer state, info or None) of a safetensors file. With ``need_info`` it
     must be a cnnrun checkpoint (its metadata holds the run); without, any safetensors file
-    of weights will do (a PyTorch state_dict saved with safetensors). A pickle is never read:
-    it is refused with the one line that converts it."""
+    of weights will do (a PyTorch state_dict saved with safetensors). A torch.save file is never
+    unpickled: it is refused with the one line that converts it."""
     from safetensors import SafetensorError
     from safetensors.numpy import load as from_bytes
     path = Path(path)
@@ -77,8 +77,8 @@ def read_tensors(path, need_info: bool = True) -> tuple[dict, dict, dict | None]
     # a regular file, and no larger than the memory it would be read into
     raw = read_bytes(path, "checkpoint", available_memory())
     if _pickled(path, raw):
-        raise UserError(f"{path}: a PyTorch (pickle) file; cnnrun never unpickles, since a "
-                        f"pickle can run any code. Convert it once to safetensors: "
+        raise UserError(f"{path}: a PyTorch torch.save file; cnnrun never unpickles one, since "
+                        f"unpickling can run any code. Convert it once to safetensors: "
                         f"{CONVERT.format(path=path, stem=path.with_suffix(''))}")
     try:
         tensors = from_bytes(raw)
@@ -103,7 +103,7 @@ def read_tensors(path, need_info: bool = True) -> tuple[dict, dict, dict | None]
 
 
 def _pickled(path: Path, raw: bytes) -> bool:
-    """torch.save's zip or a bare pickle, not safetensors (whose JSON header starts at
+    """torch.save's zip or a bare pickled stream, not safetensors (whose JSON header starts at
     byte 8)."""
     if raw[8:9] == b"{":
         return False
