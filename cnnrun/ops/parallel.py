@@ -39,6 +39,14 @@ if TYPE_CHECKING:
 
 
 @functools.cache
+def machine_cores() -> int:
+    """The cores this process may run on (its affinity), whatever shares them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def num_workers() -> int:
     """The cores this process may use: its share of the machine's when MPI started several
     ranks on it (``MPI_LOCALNRANKS``, set by MPICH's and Open MPI's launchers), so that K
@@ -46,10 +54,7 @@ def num_workers() -> int:
     env = os.environ.get("CNNRUN_NUM_THREADS")
     if env:
         return max(1, int(env))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    cores = machine_cores()
     local = os.environ.get("MPI_LOCALNRANKS", os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE", "1"))
     return max(1, cores // max(1, int(local)))
 

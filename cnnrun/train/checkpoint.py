@@ -119,7 +119,11 @@ def load(path) -> tuple[dict, dict, dict]:
 def load_weights(path) -> dict:
     """The weights of any safetensors file: a cnnrun checkpoint's, or a PyTorch state_dict's
     (its ``num_batches_tracked`` counters, which cnnrun has no use for, dropped)."""
-    weights = read_tensors(path, need_info=False)[0]
+    return weights_only(read_tensors(path, need_info=False)[0])
+
+
+def weights_only(weights: dict) -> dict:
+    """A state_dict's tensors less PyTorch's ``num_batches_tracked`` counters."""
     return {k: v for k, v in weights.items() if not k.endswith("num_batches_tracked")}
 
 

@@ -42,8 +42,8 @@ def load_trained(path, config=None) -> Trained:
     if config is not None:
         from ..config import load_config
         cfg = load_config(config)
-        weights = checkpoint.load_weights(path)
-        info = checkpoint.read_tensors(path, need_info=False)[2] or {}
+        weights, _, info = checkpoint.read_tensors(path, need_info=False)  # one read
+        weights, info = checkpoint.weights_only(weights), info or {}
         model = Model(cfg.model.layers, cfg.model.input_shape)
         return _with_weights(path, cfg, model, weights, info)
     weights, _, info = checkpoint.load(path)

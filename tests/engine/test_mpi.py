@@ -16,37 +16,17 @@ import numpy as np
 import pytest
 
 from cnnrun.train import checkpoint
+from helpers.nets import TINY
 
 pytest.importorskip("mpi4py")
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 if MPIEXEC is None:
     pytest.skip("no mpiexec (pip install -e '.[mpi]')", allow_module_level=True)
 
-CONFIG = """\
-name: mpi-tiny
-model:
-  input_shape: [1, 28, 28]
-  layers:
-    - {type: conv2d, name: conv1, out_channels: 4, kernel_size: 5, stride: 2}
-    - {type: batchnorm2d, name: bn}
-    - {type: relu}
-    - {type: maxpool2d, kernel_size: 2}
-    - {type: flatten}
-    - {type: dropout, p: 0.3}
-    - {type: linear, name: fc, out_features: 10}
-data:
-  train_limit: 200
-  test_limit: 50
-  val_split: 40
-  augment: {random_crop_padding: 2, affine: {rotation: 10}}
-train:
-  epochs: 2
-  batch_size: 32
-  optimizer: {type: sgd, lr: 0.05, momentum: 0.9}
-  seed: 3
-  dtype: float64
-  processes: 1
-"""
+# the trainer tests' tiny run with batch norm, in float64, one process per rank
+CONFIG = "name: mpi-tiny\n" + TINY.replace(
+    "    - {type: relu}\n", "    - {type: batchnorm2d, name: bn}\n    - {type: relu}\n", 1).replace(
+    "  schedule: {type: cosine}\n", "").replace("  seed: 3\n", "  seed: 3\n  dtype: float64\n  processes: 1\n")
 CNNRUN = [sys.executable, "-m", "cnnrun"]
 
 

@@ -11,29 +11,8 @@ from cnnrun.errors import RunFailed, UserError
 from cnnrun.train import checkpoint
 from cnnrun.train.progress import PlainReporter
 from cnnrun.train.trainer import Interrupted, Trainer
+from helpers.nets import TINY
 
-TINY = """\
-model:
-  input_shape: [1, 28, 28]
-  layers:
-    - {type: conv2d, name: conv1, out_channels: 4, kernel_size: 5, stride: 2}
-    - {type: relu}
-    - {type: maxpool2d, kernel_size: 2}
-    - {type: flatten}
-    - {type: dropout, p: 0.3}
-    - {type: linear, name: fc, out_features: 10}
-data:
-  train_limit: 200
-  test_limit: 50
-  val_split: 40
-  augment: {random_crop_padding: 2, affine: {rotation: 10}}
-train:
-  epochs: 2
-  batch_size: 32
-  optimizer: {type: sgd, lr: 0.05, momentum: 0.9}
-  schedule: {type: cosine}
-  seed: 3
-"""
 
 
 def config(tmp_path, *overrides, text=TINY):

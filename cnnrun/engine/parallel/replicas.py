@@ -65,10 +65,11 @@ def processes_for(model, setting, xp=np) -> int:
         state = sum(np.prod(s) for s in flatten(model.param_shapes()).values()) * 8
         k = parallel.num_workers()
         return k if splittable and k > 1 and state <= STATE_BYTES else 1
-    cap = 2 * machine_cores()  # a share per core; twice that still tests uneven shares
+    cores = parallel.machine_cores()
+    cap = 2 * cores  # a share per core; twice that still tests uneven shares
     if int(setting) > cap:
         raise UserError(f"train.processes: {setting} processes on a machine of "
-                        f"{machine_cores()} cores would only fight over them (each wants one); "
+                        f"{cores} cores would only fight over them (each wants one); "
                         f"set train.processes: auto, or at most {cap}.")
     if not splittable:
         raise UserError(f"train.processes: {setting} cuts each batch into shares that run "
@@ -90,14 +91,6 @@ def use_processes(model, setting="auto", xp=np) -> int:
 def workers_peak_rss_mb(model) -> float:
     """The worker processes' peak resident memory, added up (0 without workers)."""
     return model.runner.peak_rss_mb() if isinstance(model.runner, Replicas) else 0.0
-
-
-def machine_cores() -> int:
-    import os
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def sum_gradients(own: dict, others) -> dict:

@@ -43,6 +43,8 @@ class World:
         self.comm = comm
         self.rank = comm.Get_rank() if comm is not None else 0
         self.size = comm.Get_size() if comm is not None else 1
+        self._buffers: dict[int, np.ndarray] = {}  # reduce_gradients' host buckets, kept
+        self._blas = None  # the BLAS thread limit while this world lasts
 
     @classmethod
     def detect(cls) -> "World":
@@ -117,10 +119,10 @@ class World:
 
     def _bucket_buffer(self, i: int, bucket) -> np.ndarray:
         size, dtype = sum(g.size for _, g in bucket), bucket[0][1].dtype
-        buffers = self.__dict__.setdefault("_buffers", {})
-        if i not in buffers or buffers[i].size != size or buffers[i].dtype != dtype:
-            buffers[i] = np.empty(size, dtype=dtype)
-        return buffers[i]
+        buf = self._buffers.get(i)
+        if buf is None or buf.size != size or buf.dtype != dtype:
+            buf = self._buffers[i] = np.empty(size, dtype=dtype)
+        return buf
 
     def broadcast_text(self, text: str | None) -> str:
         """Rank 0's string on every rank (a run directory's path), as bytes."""
