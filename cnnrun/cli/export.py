@@ -1,4 +1,5 @@
-"""``cnnrun export`` and ``cnnrun schema``: the model and the config format, for other tools."""
+"""``cnnrun export``, ``cnnrun import`` and ``cnnrun schema``: models and the config format, to
+and from other tools."""
 
 from __future__ import annotations
 
@@ -27,6 +28,30 @@ def export(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoin
     line = f"wrote {r['path']} ({r['megabytes']:.1f} MB, opset {opset})"
     if check:
         line += (f"; onnxruntime {r['onnxruntime']} agrees to {r['max_rel_error']:.1e} "
+                 f"(relative, batch {r['batch']})")
+    typer.echo(line)
+
+
+@command("import")
+def import_model(model: Path = typer.Argument(..., help="an .onnx file"),
+                 out: Path = typer.Option(Path("."), "-o", "--out",
+                                          help="folder for NAME.yaml and NAME.safetensors"),
+                 name: Optional[str] = typer.Option(None, "--name",
+                                                    help="file and run name (default: the "
+                                                         "model's file name)"),
+                 check: bool = typer.Option(True, "--check/--no-check",
+                                            help="run onnxruntime against the imported network"),
+                 input_shape: Optional[str] = typer.Option(
+                     None, "--input-shape", help="per-sample C,H,W where the graph's are "
+                                                 "symbolic"),
+                 force: bool = typer.Option(False, "--force", help="replace existing files")):
+    """Read an ONNX network as a config (containers, not a flat list) and a checkpoint."""
+    from ..tools.onnx_import import import_onnx, parse_shape
+    r = import_onnx(model, out, name, check, parse_shape(input_shape), force)
+    line = (f"wrote {r['config']} ({r['layers']} layers, {r['parameters']:,} parameters, "
+            f"opset {r['opset']}) and {r['checkpoint']}")
+    if check:
+        line += (f"; {r['runtime']} agrees to {r['max_rel_error']:.1e} "
                  f"(relative, batch {r['batch']})")
     typer.echo(line)
 

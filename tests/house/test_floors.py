@@ -13,7 +13,7 @@ FLOORS = [
     ("base", {"cnnrun", "cnnrun.errors", "cnnrun.registry", "cnnrun.safe_io"}),
     ("ops", {"cnnrun.ops"}),
     ("layers", {"cnnrun.layers"}),
-    ("engine", {"cnnrun.engine", "cnnrun.data", "cnnrun.export"}),
+    ("engine", {"cnnrun.engine", "cnnrun.data", "cnnrun.export", "cnnrun.importer"}),
     ("optim", {"cnnrun.optim"}),
     ("config", {"cnnrun.config"}),
     ("train", {"cnnrun.train"}),
