@@ -43,14 +43,15 @@ def read_bytes(path, what: str, limit: int) -> bytes:
                             f"be ({limit / MB:,.0f} MB); is this the right file?")
         with os.fdopen(fd, "rb", closefd=True) as f:
             fd = -1
-            data = f.read(limit + 1)
+            data = f.read(min(limit, info.st_size) + 1)  # read(n) reserves n bytes first
     except OSError as e:
         raise UserError(f"{path}: cannot read this {what} file ({e.strerror}).") from e
     finally:
         if fd >= 0:
             os.close(fd)
-    if len(data) > limit:  # it grew while we read it
-        raise UserError(f"{path}: more than a {what} file can be ({limit / MB:,.0f} MB).")
+    if len(data) > info.st_size:  # it grew while we read it
+        raise UserError(f"{path}: the {what} file grew while it was read; run again once "
+                        f"whatever writes it has finished.")
     return data
 
 

@@ -17,6 +17,7 @@ from .ir import IR, ImportRefused, Node
 from .reader import the_input, the_output
 
 ALIASES = {"Identity", "Dropout"}
+FLOATS = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 MOST_FOLDED = 1 << 28  # elements a folded constant may have (1 GiB of float32)
 
 
@@ -104,7 +105,17 @@ def infer_shapes(proto, x: str, full_shape) -> dict[str, tuple[int, ...]]:
     """Static shapes of every tensor, the input fixed to ``full_shape`` (batch first)."""
     import onnx  # noqa: PLC0415
     fixed = onnx.ModelProto()
-    fixed.CopyFrom(proto)  # the weights stay: data propagation reads Pad's and Reshape's
+    fixed.CopyFrom(proto)
+    # Data propagation reads small integer constants (Pad's pads, Reshape's shape); the
+    # float weights only need their shapes, and copying 500 MB into the C++ pass costs seconds.
+    del fixed.graph.initializer[:]
+    known = {i.name for i in fixed.graph.input}
+    for t in proto.graph.initializer:
+        if t.data_type in FLOATS and t.name not in known:
+            fixed.graph.input.append(onnx.helper.make_tensor_value_info(
+                t.name, t.data_type, list(t.dims)))
+        elif t.data_type not in FLOATS:
+            fixed.graph.initializer.append(t)
     for i in fixed.graph.input:
         if i.name == x:
             dims = i.type.tensor_type.shape.dim

@@ -173,8 +173,14 @@ OPS = {
 }
 
 
+RECURRENT = {"LSTM", "GRU", "RNN", "Loop", "Scan", "If"}
+
+
 def layers_of(ir: IR, node: Node) -> list[dict]:
     rule = OPS.get(node.op)
+    if node.op in RECURRENT:
+        raise ir.refuse(node, "a recurrent layer or control flow, not a convolutional network",
+                        "cnnrun imports feed-forward CNNs.")
     if rule is None:
         raise ir.refuse(node, "this operator has no cnnrun layer",
                         f"cnnrun imports {', '.join(sorted(OPS.keys() | MERGES))}, the "

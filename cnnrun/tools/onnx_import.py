@@ -25,7 +25,8 @@ def import_onnx(model: Path, out_dir: Path | None = None, name: str | None = Non
                 check: bool = True, input_shape: tuple[int, ...] | None = None,
                 force: bool = False) -> dict:
     from ..config.schema import RunConfig
-    from ..engine.model import Model, flatten
+    from ..engine.model import Model
+    from ..engine.state import unflatten
     from ..train import checkpoint
     model = Path(model)
     name = name or re.sub(r"[^0-9A-Za-z_.-]+", "_", model.stem).strip("._") or "imported"
@@ -40,14 +41,15 @@ def import_onnx(model: Path, out_dir: Path | None = None, name: str | None = Non
     text = config_text(imp, name, model)
     cfg = RunConfig.model_validate(yaml.safe_load(text))
     net = Model(cfg.model.layers, cfg.model.input_shape)
-    state = net.init(seed=0, dtype=np.float32)
-    _fill(flatten(state), imp, model)
+    net.check_fits(np.dtype(np.float32).itemsize)
+    flat = _checked(imp, {**net.param_shapes(), **net.buffer_shapes()}, model)
+    state = unflatten(flat)
     result = {"config": str(yaml_path), "checkpoint": str(ckpt_path), "opset": imp.opset,
               "layers": _count(imp.layers), "parameters": net.n_params(),
               "input_shape": list(imp.input_shape)}
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_text(yaml_path, text)
-    checkpoint.save(ckpt_path, {k: v for k, v in flatten(state).items()}, {},
+    checkpoint.save(ckpt_path, flat, {},
                     {"config": text, "imported_from": model.name, "epoch": 0})
     if check:
         from ..export.verify import compare_file
@@ -75,17 +77,18 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
-def _fill(flat: dict, imp: Imported, model: Path) -> None:
-    missing = sorted(set(flat) - set(imp.weights))
-    extra = sorted(set(imp.weights) - set(flat))
+def _checked(imp: Imported, shapes: dict, model: Path) -> dict:
+    """The imported weights as float32, each name and shape the one the config declares."""
+    missing = sorted(set(shapes) - set(imp.weights))
+    extra = sorted(set(imp.weights) - set(shapes))
     if missing or extra:
         raise RunFailed(f"{model}: the imported weights do not match the config (missing "
                         f"{missing[:5]}, unexpected {extra[:5]}); this is a bug in the import.")
     for key, arr in imp.weights.items():
-        if tuple(arr.shape) != tuple(flat[key].shape):
+        if tuple(arr.shape) != tuple(shapes[key]):
             raise RunFailed(f"{model}: weight {key} has shape {arr.shape}, the config "
-                            f"declares {flat[key].shape}; this is a bug in the import.")
-        flat[key][...] = np.asarray(arr, dtype=np.float32)
+                            f"declares {shapes[key]}; this is a bug in the import.")
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in imp.weights.items()}
 
 
 def _count(layers: list[dict]) -> int:
