@@ -79,8 +79,15 @@ def _val_count(spec, n: int) -> int:
     return n_val
 
 
-def check_labels(bundle: "DataBundle", outputs: int, dataset: str) -> None:
-    """Every label names one of the network's outputs; the first that does not is an error."""
+def check_labels(bundle: "DataBundle", output_shape: tuple, dataset: str) -> None:
+    """The network gives one score per class, and every label names one of them; the first
+    that does not is an error."""
+    if len(output_shape) != 1:
+        raise UserError(f"the network gives {tuple(output_shape)} per sample, maps rather than "
+                        f"one score per class, so it has no loss to train, evaluate or take "
+                        f"the Hessian of. End it with a global pool and a linear layer (or use "
+                        f"cnnrun predict, which prints any network's outputs).")
+    outputs = output_shape[0]
     for name in ("train", "val", "test"):
         part = getattr(bundle, name)
         if part is None or not len(part.y):

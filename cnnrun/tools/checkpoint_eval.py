@@ -34,7 +34,7 @@ def evaluate_checkpoints(checkpoints: list[Path], data: Path | None = None, spli
     bundle = prepare(dcfg, first.cfg.train.seed, first.cfg.train.dtype, stats=first.stats,
                      splits=(split,))
     part = bundle.test if split == "test" else bundle.train
-    check_labels(bundle, first.model.output_shape[0], dcfg.dataset)
+    check_labels(bundle, first.model.output_shape, dcfg.dataset)
     pad = dcfg.augment.random_crop_padding if crop_pad is None else crop_pad
     world = World.detect()  # under mpiexec each rank scores its part and the sums are added
     lo, hi = world.share(len(part.y)) if predictions is None else (0, len(part.y))

@@ -105,7 +105,7 @@ def analyze_checkpoint(checkpoint, top_k=3, batch=256, iters=20, trace_samples=1
                        gauss_newton=False, on_step=None) -> dict:
     """``analyze`` on the first ``batch`` training images of a checkpoint's own data, in
     float64 (exact products; the checkpoint's weights are cast)."""
-    from ..data import prepare
+    from ..data import check_labels, prepare
     from ..engine.state import map_tree
     from ..ops.layout import to_engine
     from ..train.trained import load_trained
@@ -113,6 +113,7 @@ def analyze_checkpoint(checkpoint, top_k=3, batch=256, iters=20, trace_samples=1
     cfg = tr.cfg
     data = prepare(cfg.data.model_copy(update={"train_limit": batch}), cfg.train.seed,
                    np.float64, stats=tr.stats, splits=("train",))
+    check_labels(data, tr.model.output_shape, cfg.data.dataset)
     state = map_tree(tr.state, lambda a: a.astype(np.float64))
     x, y = to_engine(data.train.x[:batch]), data.train.y[:batch]
     return analyze(tr.model, state, x, y, cfg.train.loss, top_k, iters, trace_samples,

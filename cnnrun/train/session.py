@@ -45,4 +45,19 @@ def run_training(config: Path, overrides: list[str], out: Path | None = None,
     run_dir = Path(world.broadcast_text(str(run_dir) if run_dir else None))
     keep_freed_memory()
     reporter = make_reporter(quiet) if world.is_root else None
-    return Trainer(cfg, run_dir, reporter, ckpt, init_weights, describe, world).run()
+    try:
+        trainer = Trainer(cfg, run_dir, reporter, ckpt, init_weights, describe, world)
+    except UserError:  # refused before its first write: leave no empty run behind
+        if world.is_root:
+            _remove_if_empty(run_dir)
+        raise
+    return trainer.run()
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    """The run directory and its checkpoints folder, if a refused run wrote nothing there."""
+    for folder in (run_dir / "checkpoints", run_dir):
+        try:
+            folder.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            return

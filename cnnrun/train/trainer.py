@@ -53,7 +53,7 @@ class Trainer:
         self.processes = use_processes(self.model, t.processes, self.xp)
         self.trainable = self.model.trainable_in(self.flat)
         self.data = prepare(cfg.data, t.seed, self.dtype)
-        check_labels(self.data, self.model.output_shape[0], cfg.data.dataset)
+        check_labels(self.data, self.model.output_shape, cfg.data.dataset)
         self.steps_per_epoch = num_batches(len(self.data.train), t.batch_size)
         owners = param_owner_types(self.model.root, self.model.input_shape)
         self.optimizer = build_optimizer(t.optimizer, self.trainable, t.lr_mult,

@@ -3,6 +3,7 @@ exported by torch.onnx at two opsets, imported, and compared with PyTorch's own 
 
 import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +154,18 @@ def test_block_imports_and_matches_pytorch(block, opset, tmp_path):
         theirs = module(x).numpy()
     np.testing.assert_allclose(to_external(np.asarray(ours)), theirs, rtol=1e-4,
                                atol=1e-4 * float(np.abs(theirs).max()))
+
+
+def test_the_readme_shows_the_inception_block_as_imported(tmp_path):
+    """The README's example is this file's Inception block, imported at opset 17."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    shown = readme.split("<!-- imported-inception -->\n```yaml\n")[1].split("```")[0]
+    torch.manual_seed(1)
+    module = randomised(BLOCKS["inception"][0]())
+    path = tmp_path / "inception.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, torch.randn(1, 16, 12, 12), path, opset_version=17,
+                          dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    import_onnx(path, tmp_path, "inception", check=False)
+    assert shown in (tmp_path / "inception.yaml").read_text()

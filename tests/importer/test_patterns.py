@@ -26,13 +26,14 @@ def bn_weights(c):
     return {"g": rand(c, low=0.5), "b": rand(c), "m": rand(c), "v": rand(c, low=0.5, high=2)}
 
 
-def test_caffe_scale_folds_into_the_batch_norm_before_it(tmp_path):
+@pytest.mark.parametrize("opset", [7, 13, 21])
+def test_caffe_scale_folds_into_the_batch_norm_before_it(opset, tmp_path):
     w = {"w": rand(4, 3, 3, 3), **bn_weights(4), "s": rand(1, 4, 1, 1), "t": rand(1, 4, 1, 1)}
     nodes = [node("Conv", ["x", "w"], "c", pads=[1, 1, 1, 1]),
              node("BatchNormalization", ["c", "g", "b", "m", "v"], "n"),
              node("Mul", ["n", "s"], "scaled"), node("Add", ["scaled", "t"], "shifted"),
              node("Relu", ["shifted"], "y")]
-    r, layers = imported(model(nodes, w), tmp_path)
+    r, layers = imported(model(nodes, w, opset=opset), tmp_path)
     assert types(layers) == ["conv2d", "batchnorm2d", "relu"]
     assert r["parameters"] == 4 * 27 + 2 * 4
 
