@@ -79,12 +79,13 @@ def rows(name):
 
 def test_vgg16_receptive_fields_match_the_published_table():
     """Araujo, Norris & Sim (Distill 2019), and Wu's VGG-16 table at pool5."""
-    expected = {"block1.0.conv": (3, 1), "block1.1.conv": (5, 1), "pool1": (6, 2),
-                "block2.0.conv": (10, 2), "block2.1.conv": (14, 2), "pool2": (16, 4),
-                "block3.0.conv": (24, 4), "block3.1.conv": (32, 4), "block3.2.conv": (40, 4),
-                "pool3": (44, 8), "block4.0.conv": (60, 8), "block4.1.conv": (76, 8),
-                "block4.2.conv": (92, 8), "pool4": (100, 16), "block5.0.conv": (132, 16),
-                "block5.1.conv": (164, 16), "block5.2.conv": (196, 16), "pool5": (212, 32)}
+    expected = {"features.0": (3, 1), "features.2": (5, 1), "features.4": (6, 2),  # pool1
+                "features.5": (10, 2), "features.7": (14, 2), "features.9": (16, 4),
+                "features.10": (24, 4), "features.12": (32, 4), "features.14": (40, 4),
+                "features.16": (44, 8), "features.17": (60, 8), "features.19": (76, 8),
+                "features.21": (92, 8), "features.23": (100, 16), "features.24": (132, 16),
+                "features.26": (164, 16), "features.28": (196, 16),
+                "features.30": (212, 32)}  # pool5, torchvision's index
     got = {r["name"]: (r["receptive_field"][0], r["jump"][0]) for r in rows("vgg16")}
     assert {k: got[k] for k in expected} == expected
 
@@ -124,7 +125,7 @@ def test_wu_extents_for_pool5_match_his_vgg16_table():
     from cnnrun.tools.summary import extents_to_target
     cfg = load_config(Path(__file__).parents[2] / "configs" / "vgg16.yaml")
     model = Model(cfg.model.layers, cfg.model.input_shape)
-    ext = extents_to_target(model, "pool5")
+    ext = extents_to_target(model, "features.30")  # pool5
     order = [n for n, _, _ in sequential_leaves(model.root, model.input_shape)]
     got = [ext[n][0] for n in order if n in ext]
     assert got == [212, 210, 210, 208, 208, 104, 102, 102, 100, 100, 50, 48, 48, 46, 46, 44, 44,
@@ -135,9 +136,11 @@ def test_rf_target_through_the_cli_and_on_branching_nets():
     from typer.testing import CliRunner
     from cnnrun.cli import app
     import json
-    r = CliRunner().invoke(app, ["summary", "configs/vgg16.yaml", "--rf-target", "pool5", "--json"])
+    r = CliRunner().invoke(app, ["summary", "configs/vgg16.yaml", "--rf-target", "features.30",
+                                 "--json"])
     rows = {row["name"]: row for row in json.loads(r.output)["layers"]}
-    assert rows["block1"]["extent_to_target"] == [212, 212] and rows["pool5"]["extent_to_target"] == [2, 2]
+    assert rows["features"]["extent_to_target"] == [212, 212]
+    assert rows["features.30"]["extent_to_target"] == [2, 2]
     r = CliRunner().invoke(app, ["summary", "configs/resnet18.yaml", "--rf-target", "fc"])
     assert r.exit_code == 2 and "branches" in r.output
 
