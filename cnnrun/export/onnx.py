@@ -33,7 +33,8 @@ def build_graph(model, state) -> tuple[Graph, str]:
     return g, out
 
 
-def to_model_proto(model, state, opset: int = DEFAULT_OPSET, name: str = "cnnrun"):
+def to_model_proto(model, state, opset: int = DEFAULT_OPSET, name: str = "cnnrun",
+                   metadata: dict[str, str] | None = None):
     if opset < MIN_OPSET:
         raise UserError(f"--opset {opset}: cnnrun writes opset {MIN_OPSET} or later.")
     onnx = _onnx()
@@ -55,14 +56,17 @@ def to_model_proto(model, state, opset: int = DEFAULT_OPSET, name: str = "cnnrun
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="cnnrun")
     proto.ir_version = min(proto.ir_version, 8)  # readable by runtimes a few years old
+    helper.set_model_props(proto, metadata or {})
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
 
-def export_onnx(model, state, path, opset: int = DEFAULT_OPSET, name: str = "cnnrun") -> Path:
-    """Write the checked ONNX file; weights over 2 GB go to a side file as ONNX allows."""
+def export_onnx(model, state, path, opset: int = DEFAULT_OPSET, name: str = "cnnrun",
+                metadata: dict[str, str] | None = None) -> Path:
+    """Write the checked ONNX file; weights over 2 GB go to a side file as ONNX allows.
+    ``metadata``: string pairs for the model's ``metadata_props`` (see ``metadata.py``)."""
     onnx = _onnx()
-    proto = to_model_proto(model, state, opset, name)
+    proto = to_model_proto(model, state, opset, name, metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

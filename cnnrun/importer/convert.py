@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ..export.metadata import read_props
 from ..layers import ShapeError
 from ..registry import LAYERS
 from . import patterns
@@ -29,6 +30,8 @@ class Imported:
     nodes: int
     input_name: str
     batch: int | None  # the graph's fixed batch size, None when symbolic
+    normalize: dict | None = None  # from cnnrun's own metadata_props, when present
+    classes: list[str] | None = None
 
 
 def convert(path: Path, input_shape=None) -> Imported:
@@ -39,9 +42,10 @@ def convert(path: Path, input_shape=None) -> Imported:
     ir.nodes = [_mapped(ir, n) for n in ir.nodes]
     layers = name_all(patterns.tidy(decompose(ir)))
     producer = " ".join(p for p in (proto.producer_name, proto.producer_version) if p)
+    normalize, classes = read_props(proto)
     return Imported(ir.sample_shape(ir.input), ir.sample_shape(ir.output), public(layers),
                     weights_of(layers), ir.opset, producer or "unknown", len(proto.graph.node),
-                    ir.input, _fixed_batch(proto, ir.input))
+                    ir.input, _fixed_batch(proto, ir.input), normalize, classes)
 
 
 def _fixed_batch(proto, name: str) -> int | None:

@@ -44,14 +44,18 @@ def config_text(imp, name: str, source: Path) -> str:
     data = {"dataset": "synthetic",
             "synthetic": {"shape": list(imp.input_shape),
                           **({"num_classes": classes} if classes else {})}}
+    if imp.normalize:  # recorded by cnnrun export in the file's metadata_props
+        data["preprocess"] = {"normalize": imp.normalize}
     header = [
         f"# Imported by `cnnrun import` from {source.name} ({imp.producer}, opset {imp.opset}, "
         f"{imp.nodes} ONNX nodes).",
         f"# Weights: {name}.safetensors (cnnrun eval/predict it, or fine-tune with",
         f"#   cnnrun train {name}.yaml --init-weights {name}.safetensors).",
         "# data: synthetic images stand in for the data the network was trained on; point it",
-        "#   at yours (dataset: image_folder, root: ...) and set preprocess.normalize as the",
-        "#   original's training did (ONNX files do not record it).",
+        "#   at yours (dataset: image_folder, root: ...)" + (
+            "; preprocess.normalize is the one the file records." if imp.normalize else
+            " and set preprocess.normalize as the\n#   original's training did (this file "
+            "does not record it)."),
     ]
     body = [f"name: {_flow(name)}", "model:", f"  input_shape: {_flow(list(imp.input_shape))}",
             "  layers:", *_layers(imp.layers, 4), f"data: {_flow(data)}"]

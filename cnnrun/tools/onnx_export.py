@@ -13,12 +13,17 @@ AGREEMENT = 1e-4  # largest relative difference accepted between onnxruntime and
 
 def export_checkpoint(checkpoint: Path, fmt: str = "onnx", out: Path | None = None,
                       opset: int = 17, check: bool = True, config: Path | None = None) -> dict:
+    from ..export.metadata import metadata_props
     from ..export.onnx import export_onnx
     if fmt != "onnx":
         raise UserError(f"--format {fmt}: the only export format is 'onnx'.")
     tr = load_trained(checkpoint, config)
+    norm = tr.cfg.data.preprocess.normalize
+    stats = tr.stats if tr.stats is not None or norm is None or norm.mean is None else \
+        (norm.mean, norm.std)  # a weights-only file with --config: the config's numbers
+    props = metadata_props(tr.model.input_shape, tr.cfg.data.preprocess, stats, tr.classes)
     path = export_onnx(tr.model, tr.state, out or checkpoint.with_suffix(".onnx"), opset,
-                       tr.cfg.name)
+                       tr.cfg.name, props)
     result = {"path": str(path), "megabytes": path.stat().st_size / 1e6, "opset": opset}
     if check:
         from ..export.verify import compare

@@ -50,7 +50,9 @@ def import_onnx(model: Path, out_dir: Path | None = None, name: str | None = Non
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_text(yaml_path, text)
     checkpoint.save(ckpt_path, flat, {},
-                    {"config": text, "imported_from": model.name, "epoch": 0})
+                    {"config": text, "imported_from": model.name, "epoch": 0,
+                     **({"classes": imp.classes} if imp.classes and
+                        [len(imp.classes)] == list(net.output_shape) else {})})
     if check:
         from ..export.verify import compare_file
         r = compare_file(net, state, model, imp.input_name, imp.batch)

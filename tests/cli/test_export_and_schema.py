@@ -49,3 +49,21 @@ def test_schema_command_writes_json(tmp_path):
     assert r.exit_code == 0, r.output
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["title"] == "cnnrun config" and "UseBlock" in s["$defs"]
+
+
+def test_export_records_preprocessing_and_classes_and_import_reads_them(run, tmp_path):
+    """metadata_props carry what a runtime elsewhere needs; cnnrun import puts them back."""
+    import json
+
+    import onnx
+    import yaml
+    path = tmp_path / "lenet.onnx"
+    assert invoke("export", run / "checkpoints" / "best.safetensors", "-o", path).exit_code == 0
+    props = {p.key: json.loads(p.value) for p in onnx.load(path).metadata_props}
+    steps = props["preprocess"]["steps"]
+    assert props["preprocess"]["layout"] == "NCHW" and props["preprocess"]["input_shape"] == [1, 28, 28]
+    assert steps[0] == {"scale": 1 / 255} and len(steps[1]["normalize"]["mean"]) == 1
+    assert props["classes"] == [str(i) for i in range(10)]
+    assert invoke("import", path, "-o", tmp_path).exit_code == 0
+    cfg = yaml.safe_load((tmp_path / "lenet.yaml").read_text())
+    assert cfg["data"]["preprocess"]["normalize"] == steps[1]["normalize"]
