@@ -70,7 +70,10 @@ def summary_table(s: dict, console: Console, depth: int | None = None) -> None:
 
 
 def eval_tables(m: dict, console: Console, title: str) -> None:
-    head = Table(title=title, show_header=False)
+    # The title holds a path: printed on its own line it may run past the terminal's edge,
+    # but it is never broken mid-word as a table title would be (a path stays copyable).
+    console.print(title, soft_wrap=True, highlight=False, markup=False)
+    head = Table(show_header=False)
     head.add_row("images", _count(m["count"]))
     head.add_row("loss", f"{m['loss']:.4f}")
     head.add_row("top-1 accuracy", f"{m['accuracy']:.2%}")
@@ -217,9 +220,10 @@ def neighbours_table(rows: list[dict], console: Console, layer: str) -> None:
     table = Table(title=f"nearest training images in the space of {layer}")
     table.add_column("query", justify="right")
     table.add_column("label")
-    table.add_column("neighbours: label (distance)")
+    table.add_column("neighbours: training image #index label (distance)")
     for r in rows:
-        near = ", ".join(f"{n['label']} ({n['distance']:.2f})" for n in r["nearest"])
+        near = ", ".join(f"#{n['train_index']} {n['label']} ({n['distance']:.2f})"
+                         for n in r["nearest"])
         table.add_row(str(r["query"]), r["label"], near)
     console.print(table)
 

@@ -7,6 +7,7 @@ and class names. Nothing is unpickled: CIFAR-10 is read from its binary version.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,17 @@ def load_split(cfg, split: str) -> Split:
     return out.take(slice(0, limit)) if limit else out
 
 
+# How the user names the data directory in the command they ran: ``data.root`` in a config
+# (train), ``--data`` for eval, which sets this while it reads; advice names what they can type.
+ROOT_OPTION: ContextVar[str] = ContextVar("root_option", default="data.root")
+
+
+def _point_root_at(what: str) -> str:
+    if ROOT_OPTION.get() == "data.root":
+        return f"Point data.root at the directory with {what}, or set data.download: true."
+    return f"Give {ROOT_OPTION.get()} the directory with {what}."
+
+
 def _need_root(cfg) -> Path:
     if not cfg.root:
         raise UserError(f"data.root: dataset {cfg.dataset!r} has no shipped copy; set data.root "
@@ -67,8 +79,8 @@ def _idx_file(directory: Path, stem: str) -> Path:
     for name in (f"{stem}.gz", stem):
         if (directory / name).exists():
             return directory / name
-    raise UserError(f"{directory}: no {stem}(.gz) here. Point data.root at the directory with "
-                    f"the four MNIST-format files, or set data.download: true.")
+    raise UserError(f"{directory}: no {stem}(.gz) here. "
+                    f"{_point_root_at('the four MNIST-format files')}")
 
 
 def _idx_split(cfg, split: str) -> Split:
@@ -101,8 +113,8 @@ def _cifar10(root: Path, split: str) -> Split:
     for name in names:
         path = directory / name
         if not path.exists():
-            raise UserError(f"{path}: missing. data.root must hold CIFAR-10's binary version "
-                            f"(data_batch_1.bin … test_batch.bin).")
+            raise UserError(f"{path}: missing. {ROOT_OPTION.get()} must hold CIFAR-10's binary "
+                            f"version (data_batch_1.bin … test_batch.bin).")
         raw = np.fromfile(path, dtype=np.uint8)
         if raw.size % 3073:
             raise UserError(f"{path}: {raw.size} bytes is not a whole number of 3,073-byte "

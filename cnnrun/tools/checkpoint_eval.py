@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import check_labels, prepare
+from ..data.sources import ROOT_OPTION
 from ..errors import UserError
 from ..engine.parallel.world import World
 from ..train.evaluate import averaged_logits, metric_sums, metrics_from_sums
@@ -31,8 +32,12 @@ def evaluate_checkpoints(checkpoints: list[Path], data: Path | None = None, spli
                         f"is generated, not read from files; drop --data, or evaluate a "
                         f"checkpoint trained on mnist, fashion_mnist, cifar10 or image_folder.")
     dcfg = first.cfg.data.model_copy(update={"root": str(data)}) if data else first.cfg.data
-    bundle = prepare(dcfg, first.cfg.train.seed, first.cfg.train.dtype, stats=first.stats,
-                     splits=(split,))
+    token = ROOT_OPTION.set("--data" if data else "data.root")
+    try:
+        bundle = prepare(dcfg, first.cfg.train.seed, first.cfg.train.dtype, stats=first.stats,
+                         splits=(split,))
+    finally:
+        ROOT_OPTION.reset(token)
     part = bundle.test if split == "test" else bundle.train
     check_labels(bundle, first.model.output_shape, dcfg.dataset)
     pad = dcfg.augment.random_crop_padding if crop_pad is None else crop_pad

@@ -80,7 +80,11 @@ class RichReporter(PlainReporter):
         table.add_row(*[_fmt(row, key, spec) for _, key, spec in COLUMNS])
         self.header_done = True
         self.progress.console.print(table)
-        self.progress.reset(self.task, total=self.steps)
+        if row.get("epoch", 0) < self.epochs:  # the bar now counts the next epoch's steps
+            self.progress.reset(self.task, total=self.steps)  # (reset's fields replace all)
+            self.progress.update(self.task, epoch=row["epoch"] + 1)
+        else:  # the last epoch stays full while the final evaluation runs
+            self.progress.update(self.task, completed=self.steps)
 
     def message(self, text):
         self.console.print(text)

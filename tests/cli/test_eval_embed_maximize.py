@@ -1,6 +1,7 @@
 """Ensembles and ten crops in `eval`, `embed` with neighbours, `maximize` and `predict --explain`."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,25 @@ def test_embed_and_neighbours(run, tmp_path):
     d = [n["distance"] for n in result["neighbours"][0]["nearest"]]
     assert d == sorted(d)
     assert png_size(tmp_path / "nn.png")[0] > 0
+
+
+def test_embed_table_gives_each_neighbours_training_index(run):
+    r = invoke("embed", best(run), "--layer", "fc2", "--neighbours", "2", "--queries", "1",
+               "-o", Path(run) / "feats.npy")
+    assert r.exit_code == 0, r.output
+    assert re.search(r"#\d+ \d \(\d+\.\d\d\)", r.output), r.output
+
+
+def test_eval_title_keeps_the_path_whole_on_a_narrow_terminal(run):
+    r = runner.invoke(__import__("cnnrun.cli", fromlist=["app"]).app, ["eval", str(best(run))],
+                      env={"COLUMNS": "40"})
+    assert r.exit_code == 0 and str(best(run)) in r.output, r.output
+
+
+def test_eval_data_advice_names_the_flag(run, tmp_path):
+    r = invoke("eval", best(run), "--data", tmp_path)
+    assert r.exit_code == 2 and "Give --data the directory" in r.output
+    assert "data.root" not in r.output
 
 
 def test_embed_names_a_missing_layer(run):
