@@ -47,13 +47,16 @@ class Trainer:
         self.xp = get_backend(t.backend)
         self.dtype = np.dtype(t.dtype)
         self.model = Model(cfg.model.layers, cfg.model.input_shape)
+        # Files first, then anything large: a missing dataset or weights of another network
+        # are reported before the weights are drawn (VGG-16's take seconds).
+        self.data = prepare(cfg.data, t.seed, self.dtype)
+        check_labels(self.data, self.model.output_shape, cfg.data.dataset)
+        given = self._read_weights(Path(init_weights)) if init_weights else None
         self.state = self.model.init(seed=[t.seed, STREAM_INIT], dtype=self.dtype, xp=self.xp)
         self.flat = flatten(self.state)
         # Batches cut over processes (replicas.py): checked here, started on the first pass.
         self.processes = use_processes(self.model, t.processes, self.xp)
         self.trainable = self.model.trainable_in(self.flat)
-        self.data = prepare(cfg.data, t.seed, self.dtype)
-        check_labels(self.data, self.model.output_shape, cfg.data.dataset)
         self.steps_per_epoch = num_batches(len(self.data.train), t.batch_size)
         owners = param_owner_types(self.model.root, self.model.input_shape)
         self.optimizer = build_optimizer(t.optimizer, self.trainable, t.lr_mult,
@@ -66,8 +69,8 @@ class Trainer:
             else "train_loss"
         self.monitor = Monitor(watched, t.early_stopping.min_delta if t.early_stopping else 0.0)
         self.resumed_from, self.stop_training = None, False
-        if init_weights:
-            self.load_weights(Path(init_weights))
+        if given is not None:
+            self._set_weights(Path(init_weights), given)
         if resume:
             self._resume(Path(resume))
         self.interrupted = False
@@ -76,6 +79,14 @@ class Trainer:
     # ---- setup -----------------------------------------------------------------
     def load_weights(self, path: Path) -> None:
         self._set_weights(path, checkpoint.load_weights(path))  # any safetensors of weights
+
+    def _read_weights(self, path: Path) -> dict:
+        """--init-weights, read and checked by name and shape against the config's layers
+        (any safetensors file of weights), before the model's own are drawn."""
+        weights = checkpoint.load_weights(path)
+        checkpoint.check_weights(path, weights, {**self.model.param_shapes(),
+                                                 **self.model.buffer_shapes()})
+        return weights
 
     def _set_weights(self, path: Path, weights: dict) -> None:
         checkpoint.check_weights(path, weights, {n: a.shape for n, a in self.flat.items()})

@@ -163,3 +163,23 @@ def test_metrics_and_json_output_write_null_for_nan(tmp_path):
         return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     row = strict((tmp_path / "metrics.jsonl").read_text())
     assert row["train_loss"] is None and row["val_loss"] is None
+
+
+def test_missing_data_and_wrong_init_weights_are_reported_before_weights_are_drawn(
+        tmp_path, monkeypatch):
+    """Files first: nothing large (the model's weights) is built before they are checked."""
+    from safetensors.numpy import save_file
+
+    from cnnrun.engine.model import Model
+    from helpers.cli import ROOT, invoke
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the weights were drawn before the files were checked")
+    monkeypatch.setattr(Model, "init", refuse)
+    r = invoke("train", ROOT / "configs" / "lenet5.yaml", "--set", f"data.root={tmp_path}",
+               "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "no train-images" in r.output, r.output
+    save_file({"conv9.weight": np.zeros((2, 2), np.float32)}, str(tmp_path / "w.safetensors"))
+    r = invoke("train", ROOT / "configs" / "lenet5.yaml", "--init-weights",
+               tmp_path / "w.safetensors", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "1 unexpected: conv9.weight" in r.output, r.output
