@@ -61,8 +61,11 @@ def predict(checkpoint: Path = typer.Argument(..., help="a .safetensors checkpoi
             predictions_table(result["predictions"], console)
         emit(result, as_json, array_view)
         return
-    from ..tools.predict import predict_files
+    from ..tools.predict import predict_files, unlike_warning
     results = predict_files(checkpoint, images, top_k, out if explain else None, config)
+    warning = unlike_warning(results)
+    if warning:  # said once, on stderr, so --json's stdout stays one document
+        typer.echo(warning, err=True)
 
     def view(console):
         from .render import predictions_table

@@ -41,14 +41,40 @@ def predict_files(checkpoint, paths, top_k: int = 3, explain_dir=None, config=No
     logits = predict_logits(tr.model, tr.state, x)
     probs = softmax(logits, axis=1)
     out = []
-    for p, row in zip(paths, probs):
+    for p, row, xi in zip(paths, probs, x):
         order = np.argsort(-row)[:top_k]
         out.append({"image": str(p), "top": [{"class": tr.classes[k], "index": int(k),
-                                              "probability": float(row[k])} for k in order]})
+                                              "probability": float(row[k])} for k in order],
+                    "unlike_training": unlike_training(xi) if tr.stats is not None else None})
     if explain_dir is not None:
         for r, pictures in zip(out, explain(tr, x, paths, explain_dir)):
             r["feature_maps"] = [str(p) for p in pictures]
     return out
+
+
+def unlike_training(x: np.ndarray) -> dict | None:
+    """How far one preprocessed image (C, H, W) is from the training images' pixels, which
+    normalisation brought to mean 0 and standard deviation 1: None when it is near, else its
+    mean and standard deviation. An inverted digit or a photograph given to an MNIST network
+    averages more than one training standard deviation away, or varies three times more or
+    less; its answer is confident anyway, so the user is told."""
+    mean, std = float(x.mean()), float(x.std())
+    if abs(mean) <= 1.0 and 1 / 3 <= std <= 3.0:
+        return None
+    return {"mean_in_training_stds": round(mean, 2), "std_ratio": round(std, 2)}
+
+
+def unlike_warning(results: list[dict]) -> str | None:
+    odd = [r for r in results if r.get("unlike_training")]
+    if not odd:
+        return None
+    u = odd[0]["unlike_training"]
+    return (f"warning: {len(odd)} of {len(results)} images (first: {odd[0]['image']}) are unlike "
+            f"the training images: their pixels average {u['mean_in_training_stds']:+.2f} "
+            f"training standard deviations from the training mean, and vary "
+            f"{u['std_ratio']:.2f}× as much. The network answers them with confidence anyway; "
+            f"check that they are prepared like the training data (inverted? another kind of "
+            f"image?).")
 
 
 def _fit(x, hw):

@@ -110,3 +110,17 @@ def test_predict_explain_draws_each_layer(run, tmp_path):
     maps = json.loads(r.output)[0]["feature_maps"]
     assert [Path(m).name for m in maps] == ["one-00-conv1.png", "one-01-1.png", "one-02-2.png",
                                             "one-03-conv2.png", "one-04-4.png", "one-05-5.png"]
+
+
+def test_predict_warns_once_about_images_unlike_the_training_data(run, tmp_path):
+    from PIL import Image
+    img = np.zeros((28, 28), np.uint8)
+    img[6:22, 12:16] = 255  # a one: white strokes on black, as MNIST's digits
+    Image.fromarray(img).save(tmp_path / "one.png")
+    Image.fromarray(255 - img).save(tmp_path / "inverted.png")
+    r = invoke("predict", best(run), tmp_path / "one.png", "--json")
+    assert json.loads(r.output)[0]["unlike_training"] is None
+    r = invoke("predict", best(run), tmp_path / "one.png", tmp_path / "inverted.png",
+               tmp_path / "inverted.png")
+    assert r.exit_code == 0 and r.output.count("unlike the training images") == 1, r.output
+    assert "2 of 3 images (first: " in r.output and "inverted.png" in r.output
