@@ -34,15 +34,15 @@ def set_number(text: str, key: str, value: str) -> str:
     return pattern.sub(lambda m: m[1] + value + m[2], text)
 
 
-def train_lenet5() -> tuple[list[str], float, float]:
-    """(the printed lines, test accuracy in %, seconds) of `cnnrun train configs/lenet5.yaml`."""
+def train(name: str) -> tuple[list[str], float, float]:
+    """(the printed lines, test accuracy in %, seconds) of `cnnrun train configs/NAME.yaml`."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "cnnrun", "train", "configs/lenet5.yaml",
+        r = subprocess.run([sys.executable, "-m", "cnnrun", "train", f"configs/{name}.yaml",
                             "--out", f"{tmp}/run"], cwd=ROOT, capture_output=True, text=True,
                            check=True)
         seconds = time.perf_counter() - start
-    lines = [line.replace(f"{tmp}/run", "runs/lenet5/<time>") for line in r.stdout.splitlines()]
+    lines = [line.replace(f"{tmp}/run", f"runs/{name}/<time>") for line in r.stdout.splitlines()]
     accuracy = float(re.search(r"test accuracy ([\d.]+)%", r.stdout)[1])
     return lines, accuracy, seconds
 
@@ -71,14 +71,17 @@ def main() -> None:
     if args.examples:
         README.write_text(rewrite_examples(text))
         return
-    lines, accuracy, seconds = train_lenet5()
+    lines, accuracy, seconds = train("lenet5")
+    _, original, _ = train("lenet5-1998")
     block = re.compile(r"(<!-- numbers: lenet5 -->\n```\n).*?(```)", re.S)
     text = block.sub(lambda m: m[1] + "\n".join(lines) + "\n" + m[2], text)
     text = set_number(text, "lenet5-accuracy", f"{accuracy:.2f} %")
     text = set_number(text, "lenet5-seconds", f"{seconds:.0f}")
+    text = set_number(text, "lenet5-1998-accuracy", f"{original:.2f} %")
     text = set_number(text, "stamp", stamp())
     README.write_text(text)
-    print(f"LeNet-5: {accuracy:.2f} % in {seconds:.1f} s; README rewritten")
+    print(f"LeNet-5: {accuracy:.2f} % in {seconds:.1f} s, LeNet-5 (1998): {original:.2f} %; "
+          f"README rewritten")
 
 
 if __name__ == "__main__":

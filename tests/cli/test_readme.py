@@ -33,3 +33,16 @@ def test_use_it_from_python_runs_and_prints_what_the_readme_says(tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert matches(shown, r.stdout), f"README shows:\n{shown}\nthe code prints:\n{r.stdout}"
+
+
+def test_a_fresh_lenet5_training_gives_the_accuracy_the_readme_states(tmp_path):
+    """The README's headline number, from the command it gives (about 13 s on 2 cores). Within
+    5 of the 2,000 test digits: other BLAS builds may round a logit differently."""
+    import re
+
+    from helpers.cli import ROOT, invoke
+    stated = float(re.search(r"<!-- n:lenet5-accuracy -->([\d.]+) %", README.read_text())[1])
+    r = invoke("train", ROOT / "configs" / "lenet5.yaml", "--out", tmp_path / "run", "--quiet")
+    assert r.exit_code == 0, r.output
+    got = float(re.search(r"test accuracy ([\d.]+)%", r.output)[1])
+    assert abs(got - stated) <= 0.25, (got, stated)
