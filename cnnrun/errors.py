@@ -15,6 +15,16 @@ class UserError(CnnrunError):
     exit_code = 2
 
 
+class ConfigValueError(UserError):
+    """A config value that validated but does not fit what it meets later (val_split larger
+    than the data found): ``key`` is its path, so the caller who knows the file can point at
+    the key's line (config.loader.locate)."""
+
+    def __init__(self, key: tuple, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 class RunFailed(CnnrunError):
     exit_code = 1
 

@@ -36,6 +36,15 @@ def load_config(path, overrides: list[str] = ()) -> RunConfig:
     return cfg
 
 
+def locate(path, overrides: list[str], key: tuple) -> str:
+    """``file:line:col`` of a key of a config (or of the nearest key above it), for an error
+    found after loading (config.ConfigValueError)."""
+    data, locs = load_yaml_tree(Path(path))
+    for item in overrides:
+        apply_override(data, locs, item)
+    return str(_nearest_loc(locs, tuple(key), str(path)))
+
+
 def load_yaml_tree(path: Path, chain: tuple[Path, ...] = ()):
     """A file merged over the files it ``extends`` (mappings merge, lists replace)."""
     path = path.resolve() if chain else path

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import transforms
-from ..errors import UserError
+from ..errors import ConfigValueError, UserError
 from .sources import Split, load_split
 
 STREAM_INIT, STREAM_SPLIT, STREAM_SHUFFLE, STREAM_AUGMENT, STREAM_DROPOUT, STREAM_CURVATURE = range(6)
@@ -73,9 +73,10 @@ def _val_count(spec, n: int) -> int:
     """Validation images taken from n training images; at least one must be left to train."""
     n_val = int(round(spec * n)) if isinstance(spec, float) else int(spec)
     if n_val >= n:
-        raise UserError(f"data.val_split: {spec} sets aside {n_val} of the {n} training images "
-                        f"for validation, leaving none to train on. Use fewer (at most "
-                        f"{n - 1}), or a fraction below 1 − 1/{n}.")
+        raise ConfigValueError(("data", "val_split"),
+                               f"data.val_split: {spec} sets aside {n_val} of the {n} training "
+                               f"images for validation, leaving none to train on. Use fewer "
+                               f"(at most {n - 1}), or a fraction below 1 − 1/{n}.")
     return n_val
 
 

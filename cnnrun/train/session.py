@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import load_config
-from ..errors import UserError
+from ..config.loader import locate
+from ..errors import ConfigValueError, UserError
 from ..engine.parallel.world import World
 from ..ops.allocator import keep_freed_memory
 from .progress import make_reporter
@@ -47,9 +48,11 @@ def run_training(config: Path, overrides: list[str], out: Path | None = None,
     reporter = make_reporter(quiet) if world.is_root else None
     try:
         trainer = Trainer(cfg, run_dir, reporter, ckpt, init_weights, describe, world)
-    except UserError:  # refused before its first write: leave no empty run behind
+    except UserError as e:  # refused before its first write: leave no empty run behind
         if world.is_root:
             _remove_if_empty(run_dir)
+        if isinstance(e, ConfigValueError):  # point at the key's line in the file
+            raise UserError(f"{locate(config, overrides, e.key)} {e}") from e
         raise
     return trainer.run()
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from helpers.cli import ROOT
 from cnnrun.cli import app
 from cnnrun.config import load_config
 from cnnrun.config.schema import DataConfig
@@ -86,3 +87,13 @@ def test_ctrl_c_during_the_last_evaluation_is_not_ignored(tmp_path, monkeypatch)
         t.run()
     assert e.value.exit_code == 130
     assert (tmp_path / "r/checkpoints/last.safetensors").exists()
+
+
+def test_a_validation_split_too_large_points_at_the_keys_line(tmp_path):
+    (tmp_path / "c.yaml").write_text(f"extends: {ROOT / 'configs' / 'lenet5.yaml'}\n"
+                                     f"data:\n  val_split: 9000\n")
+    r = CliRunner().invoke(app, ["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2, r.output
+    assert f"{tmp_path / 'c.yaml'}:3:3 data.val_split: 9000 sets aside 9000 of the 8000" in \
+        r.output.replace("\n", "")
+    assert not (tmp_path / "r").exists()  # nothing written for a refused run
