@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Declared(BaseModel):
-    """Base of a declared kind's config class: unknown keys are errors, and the validator is
-    built on first use (``defer_build``), not at import, which keeps ``cnnrun --help`` fast."""
+    """Base of a declared kind's config class: unknown keys are errors, no number is NaN or
+    infinite (``lr: .inf`` would pass every bound), and the validator is built on first use
+    (``defer_build``), not at import, which keeps ``cnnrun --help`` fast."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
 
 
 class Registry:

@@ -42,6 +42,13 @@ def command(name: str | None = None):
                 fail(str(e), e.exit_code)
             except (typer.Exit, typer.Abort):
                 raise
+            except BrokenPipeError:  # `cnnrun … | head -1`: the reader left; stop quietly
+                _quiet_stdout()
+                raise typer.Exit(141) from None
+            except OSError as e:  # the disk, not cnnrun: full, read-only, a directory
+                where = f"{e.filename}: " if e.filename else ""
+                fail(f"{where}{e.strerror or e}. Check the path, its permissions and the free "
+                     f"space, then run again.", 2)
             except Exception as e:  # noqa: BLE001 - the last line of defence of a CLI
                 if STATE["debug"]:
                     raise
@@ -49,6 +56,15 @@ def command(name: str | None = None):
                      f"again with --debug for the traceback and report it.", 1)
         return app.command(name)(guarded)
     return decorate
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def fail(message: str, code: int):

@@ -25,10 +25,14 @@ class Strict(Declared):
     pass
 
 
+MOST_PROCESSES = 1024  # beyond any machine; the run caps it at 2 × its cores
+
+
 # ---- model -------------------------------------------------------------------
 class ModelConfig(Strict):
-    input_shape: tuple[PositiveInt, ...] = Field(description="per-sample (C, H, W), no batch axis")
-    layers: list[AnyLayer]
+    input_shape: tuple[PositiveInt, ...] = Field(min_length=1, max_length=4,
+                                                 description="per-sample (C, H, W), no batch axis")
+    layers: list[AnyLayer] = Field(min_length=1)
 
     @field_validator("layers")
     @classmethod
@@ -41,7 +45,14 @@ class ModelConfig(Strict):
 class Normalize(Strict):
     mean: Optional[list[float]] = Field(None, description="per channel; computed from training "
                                                           "data when omitted")
-    std: Optional[list[float]] = None
+    std: Optional[list[PositiveFloat]] = None  # 0 would divide by zero
+
+    @model_validator(mode="after")
+    def _both_or_neither(self):
+        if (self.mean is None) != (self.std is None) or \
+                (self.mean is not None and len(self.mean) != len(self.std)):
+            raise ValueError("give mean and std together, one value per channel each")
+        return self
 
 
 class Affine(Strict):
@@ -136,10 +147,10 @@ class TrainConfig(Strict):
     optimizer: AnyOptimizer = SGD.model_construct()
     schedule: AnySchedule = Constant.model_construct()
     loss: AnyLoss = CrossEntropy.model_construct()
-    seed: int = 0
+    seed: NonNegativeInt = 0  # NumPy's generators take no negative seed
     dtype: Literal["float32", "float64"] = "float32"
     backend: Literal["numpy", "cupy", "auto"] = "numpy"
-    processes: Union[Literal["auto"], PositiveInt] = Field(
+    processes: Union[Literal["auto"], Annotated[int, Field(ge=1, le=MOST_PROCESSES)]] = Field(
         "auto", description="processes each batch is cut over (CPU): 'auto' uses every core "
                             "where the network's state is small (see the README)")
     monitor: Literal["val_loss", "val_accuracy", "train_loss"] = "val_accuracy"
@@ -172,3 +183,12 @@ class RunConfig(Strict):
     model: ModelConfig
     data: DataConfig = DataConfig.model_construct()
     train: TrainConfig = TrainConfig.model_construct()
+
+    @model_validator(mode="after")
+    def _normalize_per_input_channel(self):
+        norm = self.data.preprocess.normalize
+        channels = self.model.input_shape[0]
+        if norm is not None and norm.mean is not None and len(norm.mean) != channels:
+            raise ValueError(f"data.preprocess.normalize has {len(norm.mean)} values per "
+                             f"statistic, but the model's input has {channels} channel(s)")
+        return self

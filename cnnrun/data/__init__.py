@@ -14,6 +14,7 @@ import numpy as np
 
 from . import transforms
 from ..errors import ConfigValueError, UserError
+from ..safe_io import available_memory
 from .sources import Split, load_split
 
 STREAM_INIT, STREAM_SPLIT, STREAM_SHUFFLE, STREAM_AUGMENT, STREAM_DROPOUT, STREAM_CURVATURE = range(6)
@@ -57,6 +58,8 @@ def prepare(cfg, seed: int, dtype=np.float32, stats=None, splits=("train", "test
         if stats is None:
             stats = transforms.channel_stats(train.images, cfg.preprocess)
 
+    _check_memory(cfg, [s for s in (train, val) if s is not None], dtype)
+
     def prep(split: Split | None):
         if split is None:
             return None
@@ -67,6 +70,32 @@ def prepare(cfg, seed: int, dtype=np.float32, stats=None, splits=("train", "test
     test = load_split(cfg, "test") if "test" in splits else None
     return DataBundle(prep(train) if keep_train else None, prep(val) if keep_train else None,
                       prep(test), transforms.fill_value(cfg.preprocess, stats, dtype), stats)
+
+
+def _check_memory(cfg, splits, dtype) -> None:
+    """Preprocessed images must fit in memory before they are made (resize: [1e6, 1e6])."""
+    if not splits:
+        return
+    C, H, W = splits[0].images.shape[1:] if splits[0].images.ndim == 4 else (1, 1, 1)
+    pre = cfg.preprocess
+    H, W = pre.resize if pre.resize is not None else (H + 2 * pre.pad, W + 2 * pre.pad)
+    need = sum(len(s.labels) for s in splits) * C * H * W * max(dtype.itemsize, 8)
+    if need > available_memory():
+        key = ("data", "preprocess", "resize" if pre.resize is not None else "pad")
+        raise ConfigValueError(key, f"data.preprocess: the images at {H}×{W} need "
+                                    f"{need / 2**30:,.1f} GiB of memory, more than this machine has "
+                                    f"available ({available_memory() / 2**30:,.1f} GiB).")
+
+
+def check_input_shape(bundle: "DataBundle", input_shape, dataset: str) -> None:
+    """The data, preprocessed, has the per-sample shape the model was declared for."""
+    part = bundle.train if bundle.train is not None else bundle.test
+    if part is not None and len(part.y) and tuple(part.x.shape[1:]) != tuple(input_shape):
+        raise ConfigValueError(("model", "input_shape"),
+                               f"model.input_shape is {tuple(input_shape)}, but the {dataset} "
+                               f"data gives {tuple(part.x.shape[1:])} per sample after "
+                               f"preprocessing; make them agree (input_shape, or "
+                               f"data.preprocess resize/pad, or the data itself).")
 
 
 def _val_count(spec, n: int) -> int:

@@ -6,13 +6,15 @@ and class names. Nothing is unpickled: CIFAR-10 is read from its binary version.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import ConfigValueError, UserError
+from ..safe_io import available_memory
 from .download import fetch
 from .idx import read_idx
 
@@ -116,9 +118,9 @@ def _cifar10(root: Path, split: str) -> Split:
             raise UserError(f"{path}: missing. {ROOT_OPTION.get()} must hold CIFAR-10's binary "
                             f"version (data_batch_1.bin … test_batch.bin).")
         raw = np.fromfile(path, dtype=np.uint8)
-        if raw.size % 3073:
-            raise UserError(f"{path}: {raw.size} bytes is not a whole number of 3,073-byte "
-                            f"records; the file is truncated.")
+        if raw.size == 0 or raw.size % 3073:
+            raise UserError(f"{path}: {raw.size} bytes is not a whole, non-zero number of "
+                            f"3,073-byte records; the file is empty or truncated.")
         chunks.append(raw.reshape(-1, 3073))  # (N, label + 3·32·32)
     records = np.concatenate(chunks)
     images = records[:, 1:].reshape(-1, 3, 32, 32)  # stored channel by channel, row-major
@@ -168,7 +170,7 @@ def load_image(path: Path, Image=None) -> np.ndarray:
         with Image.open(path) as im:
             im = im.convert("L" if im.mode in ("L", "1", "I;16", "I") else "RGB")
             arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"{path}: cannot read this image ({e}).") from e
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy()
 
@@ -176,9 +178,14 @@ def load_image(path: Path, Image=None) -> np.ndarray:
 def synthetic(cfg, split: str) -> Split:
     """A learnable toy set: one smooth random template per class, plus noise (seeded, fixed)."""
     shape, K = tuple(cfg.shape), cfg.num_classes
+    n = cfg.train_size if split == "train" else cfg.test_size
+    need = (n + K) * math.prod(shape) * 8 * 2  # float64 templates and noise
+    if need > available_memory():
+        raise ConfigValueError(("data", "synthetic"), f"data.synthetic: {n} images of {shape} "
+                               f"need {need / 2**30:,.1f} GiB of memory to draw, more than this machine "
+                               f"has available.")
     templates = np.random.default_rng(20261123).normal(size=(K, *shape))
     rng = np.random.default_rng(1 if split == "train" else 2)
-    n = cfg.train_size if split == "train" else cfg.test_size
     labels = rng.integers(0, K, n)
     images = 128 + 50 * templates[labels] + 40 * rng.normal(size=(n, *shape))
     return Split(np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64),

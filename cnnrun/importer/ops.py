@@ -109,7 +109,9 @@ def clip(ir: IR, node: Node) -> list[dict]:
     hi = np.inf if hi is None else float(np.asarray(hi).reshape(-1)[0])
     if lo == 0.0 and hi == np.inf:
         return [{"type": "relu", "_node": node.name}]
-    return [{"type": "clip", "min_val": lo, "max_val": hi, "_node": node.name}]
+    big = float(np.finfo(np.float32).max)  # configs hold no infinity; float32's largest is one
+    return [{"type": "clip", "min_val": max(lo, -big), "max_val": min(hi, big),
+             "_node": node.name}]
 
 
 def channelwise(ir: IR, node: Node) -> list[dict]:

@@ -54,6 +54,8 @@ def sequence_shapes(children, in_shape, field="layers"):
     for i, (_, child) in enumerate(children):
         try:
             shapes.append(child.output_shape(shapes[-1]))
+            if getattr(child, "weights", None):  # values in the YAML must fit, found here
+                child.given_weights(child.param_shapes(shapes[-2]))
         except ShapeError as e:
             raise e.within(field, i)
     return shapes

@@ -18,7 +18,7 @@ The update rules (g is the gradient, λ the weight decay, μ the momentum):
   sdlm:         w ← w − lr·g/(mu + h), h the diagonal of the Gauss–Newton matrix (LeCun 1998)
 """
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
@@ -83,7 +83,8 @@ class SGD(OptimizerConfig):
 class Adam(OptimizerConfig):
     type: Literal["adam"] = "adam"
     lr: PositiveFloat = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0.0, lt=1.0)],
+                 Annotated[float, Field(ge=0.0, lt=1.0)]] = (0.9, 0.999)  # 1: no decay
     eps: PositiveFloat = 1e-8
     weight_decay: float = Field(0.0, ge=0.0)
     slot_names: ClassVar = ("exp_avg", "exp_avg_sq")

@@ -86,7 +86,7 @@ class Cosine(Constant):
 class Inv(Constant):
     type: Literal["inv"] = "inv"
     gamma: float = Field(1e-4, ge=0.0)
-    power: float = 0.75
+    power: PositiveFloat = 0.75
 
     def value(self, run, e, t):
         return run.base * (1 + self.gamma * t) ** (-self.power)
@@ -95,7 +95,7 @@ class Inv(Constant):
 @SCHEDULES.register("poly")
 class Poly(Constant):
     type: Literal["poly"] = "poly"
-    power: float = 1.0
+    power: PositiveFloat = 1.0
     max_steps: Optional[PositiveInt] = Field(None, description="iterations; the run's if omitted")
 
     def value(self, run, e, t):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import check_labels, prepare
+from ..data import check_input_shape, check_labels, prepare
 from ..data.sources import ROOT_OPTION
 from ..errors import UserError
 from ..engine.parallel.world import World
@@ -40,6 +40,7 @@ def evaluate_checkpoints(checkpoints: list[Path], data: Path | None = None, spli
         ROOT_OPTION.reset(token)
     part = bundle.test if split == "test" else bundle.train
     check_labels(bundle, first.model.output_shape, dcfg.dataset)
+    check_input_shape(bundle, first.model.input_shape, dcfg.dataset)
     pad = dcfg.augment.random_crop_padding if crop_pad is None else crop_pad
     world = World.detect()  # under mpiexec each rank scores its part and the sums are added
     lo, hi = world.share(len(part.y)) if predictions is None else (0, len(part.y))

@@ -177,6 +177,9 @@ def check_config(config, overrides, batch: int = 2, samples: int = 5, eps: float
     from ..config import load_config
     from ..engine.model import Model
     from ..errors import UserError
+    if not eps > 0:
+        raise UserError(f"--eps {eps}: the finite-difference step must be positive (1e-6 by "
+                        f"default).")
     if dtype != "float64":
         raise UserError(f"--dtype {dtype}: gradcheck runs in float64 only; float32 round-off "
                         f"(about 1e-7 relative) swamps any finite difference.")

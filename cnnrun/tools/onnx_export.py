@@ -17,6 +17,8 @@ def export_checkpoint(checkpoint: Path, fmt: str = "onnx", out: Path | None = No
     from ..export.onnx import export_onnx
     if fmt != "onnx":
         raise UserError(f"--format {fmt}: the only export format is 'onnx'.")
+    if out is not None and Path(out).is_dir():
+        raise UserError(f"-o {out}: a directory; give the file to write, e.g. {Path(out) / 'model.onnx'}.")
     tr = load_trained(checkpoint, config)
     norm = tr.cfg.data.preprocess.normalize
     stats = tr.stats if tr.stats is not None or norm is None or norm.mean is None else \

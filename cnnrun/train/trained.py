@@ -56,6 +56,29 @@ def load_trained(path, config=None) -> Trained:
     return _with_weights(path, cfg, model, weights, info)
 
 
+def _check_record(path, info: dict, model) -> None:
+    """What eval and predict read from a checkpoint's record besides its config: data
+    statistics (one finite mean and positive std per input channel) and class names (one
+    string per output). A damaged record is refused here, not met inside preprocessing."""
+    channels = model.input_shape[0]
+    stats = info.get("data_stats")
+    if stats is not None:
+        try:
+            mean, std = (np.asarray(stats[k], dtype=np.float64) for k in ("mean", "std"))
+            ok = mean.shape == std.shape == (channels,) and np.isfinite(mean).all() and \
+                np.isfinite(std).all() and (std > 0).all()
+        except (TypeError, ValueError, KeyError):
+            ok = False
+        if not ok:
+            raise UserError(f"{path}: its data statistics are damaged (need one finite mean and "
+                            f"one positive std for each of {channels} input channel(s)).")
+    classes = info.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(
+            isinstance(c, str) for c in classes) and [len(classes)] == list(model.output_shape)):
+        raise UserError(f"{path}: its class names are damaged (need a list of "
+                        f"{model.output_shape[0]} strings, one per output).")
+
+
 def _with_weights(path, cfg, model, weights, info) -> Trained:
     dtype = np.dtype(cfg.train.dtype)
     try:
@@ -64,6 +87,7 @@ def _with_weights(path, cfg, model, weights, info) -> Trained:
         raise UserError(f"{path}: {e}") from e
     flat = flatten(state)
     checkpoint.check_weights(path, weights, {n: a.shape for n, a in flat.items()})
+    _check_record(path, info, model)
     for name, arr in weights.items():
         flat[name][...] = arr.astype(dtype)
     return Trained(cfg, model, state, info)

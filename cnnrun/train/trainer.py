@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..ops.backend import get_backend, to_device, to_numpy
-from ..data import STREAM_INIT, batches, check_labels, num_batches, prepare
+from ..data import (STREAM_INIT, batches, check_input_shape, check_labels, num_batches,
+                    prepare)
 from ..errors import Interrupted, RunFailed, UserError
 from .evaluate import evaluate
 from ..engine.parallel.replicas import use_processes
@@ -51,6 +52,7 @@ class Trainer:
         # are reported before the weights are drawn (VGG-16's take seconds).
         self.data = prepare(cfg.data, t.seed, self.dtype)
         check_labels(self.data, self.model.output_shape, cfg.data.dataset)
+        check_input_shape(self.data, self.model.input_shape, cfg.data.dataset)
         given = self._read_weights(Path(init_weights)) if init_weights else None
         self.state = self.model.init(seed=[t.seed, STREAM_INIT], dtype=self.dtype, xp=self.xp)
         self.flat = flatten(self.state)
@@ -93,6 +95,17 @@ class Trainer:
         for name, arr in weights.items():
             self.flat[name][...] = to_device(arr.astype(self.dtype), self.xp)
 
+    def _check_slots(self, path: Path, opt: dict) -> None:
+        """Strict loading of the optimizer's state: '<parameter>.<slot>', each the shape of
+        its trainable parameter (a damaged file would otherwise fail deep in a step)."""
+        for key, value in opt.items():
+            name, _, slot = key.rpartition(".")
+            if name not in self.trainable or not slot or \
+                    tuple(value.shape) != tuple(self.flat[name].shape):
+                raise UserError(f"{path}: optimizer state '{key}' {tuple(value.shape)} belongs to "
+                                f"no trainable parameter of that shape in this model; the "
+                                f"checkpoint is damaged or from another network.")
+
     def _resume(self, path: Path) -> None:
         weights, opt, info = checkpoint.load(path)
         run = RunState.from_info(path, info)
@@ -102,6 +115,7 @@ class Trainer:
                             f"{self.cfg.train.epochs} epochs); to train it further, raise its "
                             f"epochs: --set train.epochs={run.epoch + 10} --resume ….")
         self._set_weights(path, weights)
+        self._check_slots(path, opt)
         self.optimizer.state = {k: to_device(v.astype(self.dtype), self.xp) for k, v in opt.items()}
         self.optimizer.steps = run.optimizer_steps
         self.schedule.load_state_dict(run.schedule)
