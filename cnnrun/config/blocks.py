@@ -32,6 +32,17 @@ _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
         ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 
+MOST_VALUE = 10 ** 15  # beyond any size or count a layer can have
+MOST_REPEAT = 10_000  # copies of one block (ResNet-1001 has 111 per stage)
+NAME_PATTERN = re.compile(r"[^{}]*(?:\{[in]\}[^{}]*)*")  # only {i} and {n}, no attributes
+
+
+def _bounded(v):
+    if isinstance(v, (int, float)) and abs(v) > MOST_VALUE:
+        raise UserError(f"a block expression gives {v:.3g}, beyond any size a layer can have.")
+    return v
+
+
 def arithmetic(expr: str, params: dict, where: str):
     """The value of a small arithmetic expression over the parameters (an AST whitelist)."""
     def value(node):
@@ -41,11 +52,16 @@ def arithmetic(expr: str, params: dict, where: str):
             if node.id not in params:
                 raise UserError(f"{where}: unknown block parameter {node.id!r} in ${{{expr}}}; "
                                 f"parameters: {', '.join(params)}.")
-            return params[node.id]
+            v = params[node.id]
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                # a list or a string times 2·10⁹ would fill the memory: numbers only
+                raise UserError(f"{where}: ${{{expr}}}: parameter {node.id!r} is {v!r}, not a "
+                                f"number; arithmetic takes numbers only.")
+            return v
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](value(node.left), value(node.right))
+            return _bounded(_OPS[type(node.op)](value(node.left), value(node.right)))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](value(node.operand))
+            return _bounded(_OPS[type(node.op)](value(node.operand)))
         raise UserError(f"{where}: ${{{expr}}} may use numbers, parameters, + − * / // % and "
                         f"parentheses only.")
     try:
@@ -124,8 +140,14 @@ def _expand_use(item: dict, blocks: dict, where: str):
         layer = substitute(template["layer"], {**defaults, **given}, f"blocks.{name}")
         return {**layer, **({"name": item["name"]} if "name" in item else {})}
     pattern = item.get("names", "{i}")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MOST_REPEAT:
+        raise UserError(f"{where}.repeat: {repeat!r}; give a whole number from 1 to "
+                        f"{MOST_REPEAT:,}.")
+    if not isinstance(pattern, str) or not NAME_PATTERN.fullmatch(pattern):
+        raise UserError(f"{where}.names: {pattern!r}; a name pattern may use {{i}} (from 0) "
+                        f"and {{n}} (from 1) only, e.g. 'denselayer{{n}}'.")
     copies = []
-    for i in range(int(repeat)):
+    for i in range(repeat):
         params = {**defaults, **given, **(item.get("first") or {} if i == 0 else {}), "index": i}
         layer = substitute(template["layer"], params, f"blocks.{name}")
         copies.append({**layer, "name": pattern.format(i=i, n=i + 1)})

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..data import check_input_shape, check_labels, prepare
 from ..data.sources import ROOT_OPTION
 from ..errors import UserError
+from ..safe_io import available_memory
 from ..engine.parallel.world import World
 from ..train.evaluate import averaged_logits, metric_sums, metrics_from_sums
 from ..train.trained import load_trained
@@ -42,6 +43,8 @@ def evaluate_checkpoints(checkpoints: list[Path], data: Path | None = None, spli
     check_labels(bundle, first.model.output_shape, dcfg.dataset)
     check_input_shape(bundle, first.model.input_shape, dcfg.dataset)
     pad = dcfg.augment.random_crop_padding if crop_pad is None else crop_pad
+    if crops == 10:
+        _check_padded_fits(part.x, pad)
     world = World.detect()  # under mpiexec each rank scores its part and the sums are added
     lo, hi = world.share(len(part.y)) if predictions is None else (0, len(part.y))
     logits = averaged_logits(members, part.x[lo:hi], crops, pad if crops == 10 else 0,
@@ -99,3 +102,13 @@ def write_predictions(path: Path, logits, part, probabilities: bool, top_k: int 
         tmp.unlink(missing_ok=True)
         raise UserError(f"--predictions {path}: cannot write it ({e.strerror}).") from e
     return path
+
+
+def _check_padded_fits(x, pad: int) -> None:
+    """Ten crops pad every image first: refuse a pad whose images the memory cannot hold."""
+    N, C, H, W = x.shape
+    need = N * C * (H + 2 * pad) * (W + 2 * pad) * x.dtype.itemsize * 2
+    if need > available_memory():
+        raise UserError(f"--crop-pad {pad}: the padded images need {need / 2**30:,.1f} GiB of "
+                        f"memory, more than this machine has available; pad by a few pixels "
+                        f"(the training's random_crop_padding, typically 2 to 4).")

@@ -251,6 +251,11 @@ def test_output_paths_that_are_directories_or_unwritable(trained, tmp_path):
             "/proc/cnnrun-x")
 
 
+def test_a_crop_pad_the_memory_cannot_hold(trained):
+    refused(invoke("eval", trained, "--crops", "10", "--crop-pad", "100000"), "--crop-pad 100000",
+            "memory")
+
+
 @pytest.mark.parametrize("flag", [["--eps", "0"], ["--eps", "-1"], ["--eps", "nan"]])
 def test_gradcheck_flags_out_of_range(base, flag):
     refused(invoke("gradcheck", base, *flag), "--eps")
@@ -277,3 +282,37 @@ def test_output_piped_into_head_ends_quietly():
     r = subprocess.run(f"{sys.executable} -m cnnrun layers | head -1", shell=True,
                        capture_output=True, text=True, timeout=60)
     assert "Traceback" not in r.stderr and "Error" not in r.stderr, r.stderr
+
+
+# ---- blocks that would expand without bound ---------------------------------------------
+def block_config(block: str, use: str) -> str:
+    return (f"blocks:\n  c: {block}\nmodel:\n  input_shape: [1, 8, 8]\n  layers:\n"
+            f"    - {use}\n    - {{type: flatten}}\n")
+
+
+BLOCKS = {
+    "repeat 10^8": ("{params: {w: 1}, layer: {type: relu}}", "{use: c, repeat: 100000000}",
+                    "repeat"),
+    "repeat not a number": ("{params: {w: 1}, layer: {type: relu}}", "{use: c, repeat: x}",
+                            "repeat"),
+    "repeat zero": ("{params: {w: 1}, layer: {type: relu}}", "{use: c, repeat: 0}", "repeat"),
+    "a list times 2·10^9": ("{params: {l: [1, 2]}, layer: {type: relu, name: '${l * 2000000000}'}}",
+                           "{use: c}", "not a number"),
+    "a string times 2·10^9": ("{params: {l: ab}, layer: {type: relu, name: '${l * 2000000000}'}}",
+                             "{use: c}", "not a number"),
+    "a number beyond any size": (
+        "{params: {w: 1000000000}, layer: {type: conv2d, out_channels: '${w * w * w}', "
+        "kernel_size: 1}}", "{use: c}", "beyond any size"),
+    "a name pattern reaching attributes": (
+        "{params: {w: 1}, layer: {type: relu}}", "{use: c, repeat: 2, names: '{i.__class__}'}",
+        "names"),
+    "a power operator": ("{params: {w: 2}, layer: {type: conv2d, out_channels: '${w ** 99}', "
+                         "kernel_size: 1}}", "{use: c}", "+ − * / // %"),
+}
+
+
+@pytest.mark.parametrize("block, use, words", BLOCKS.values(), ids=BLOCKS.keys())
+def test_a_block_that_would_expand_without_bound_is_refused(tmp_path, block, use, words):
+    path = tmp_path / "c.yaml"
+    path.write_text(block_config(block, use))
+    refused(invoke("validate", path), words)
