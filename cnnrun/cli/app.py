@@ -42,6 +42,8 @@ def command(name: str | None = None):
                 fail(str(e), e.exit_code)
             except (typer.Exit, typer.Abort):
                 raise
+            except KeyboardInterrupt:  # Ctrl-C outside training (which saves and exits itself)
+                fail("interrupted (Ctrl-C); nothing was half-written.", 130)
             except BrokenPipeError:  # `cnnrun … | head -1`: the reader left; stop quietly
                 _quiet_stdout()
                 raise typer.Exit(141) from None

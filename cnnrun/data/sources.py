@@ -6,6 +6,7 @@ and class names. Nothing is unpickled: CIFAR-10 is read from its binary version.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from contextvars import ContextVar
@@ -14,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigValueError, UserError
-from ..safe_io import available_memory
+from ..safe_io import MB, available_memory, read_bytes
+
+IMAGE_LIMIT = 256 * MB  # one image file; PIL's pixel limit guards the decoded size
 from .download import fetch
 from .idx import read_idx
 
@@ -166,8 +169,9 @@ def load_image(path: Path, Image=None) -> np.ndarray:
     """(C, H, W) uint8 of an image file: grey stays one channel, anything else becomes RGB."""
     if Image is None:
         from PIL import Image
+    raw = read_bytes(path, "image", IMAGE_LIMIT)  # a regular file: a FIFO would block open()
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(raw)) as im:
             im = im.convert("L" if im.mode in ("L", "1", "I;16", "I") else "RGB")
             arr = np.asarray(im, dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as e:

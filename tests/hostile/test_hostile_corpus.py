@@ -316,3 +316,14 @@ def test_a_block_that_would_expand_without_bound_is_refused(tmp_path, block, use
     path = tmp_path / "c.yaml"
     path.write_text(block_config(block, use))
     refused(invoke("validate", path), words)
+
+
+def test_a_fifo_among_images_and_as_a_predict_image(tmp_path, trained):
+    import os
+    pytest.importorskip("PIL")
+    root = image_folder(tmp_path, b"")
+    os.mkfifo(root / "train" / "a" / "pipe.png")
+    r = invoke("train", "configs/resnet18.yaml", "--set", f"data.root={root}",
+               "--set", "model.input_shape=[3, 32, 32]", "--out", tmp_path / "run")
+    refused(r, "pipe.png")
+    refused(invoke("predict", trained, root / "train" / "a" / "pipe.png"), "a pipe")
