@@ -35,7 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 WARMUP_S = 1.0
 BURSTS, BURST_S, GAP_S = 8, 0.25, 0.2  # per engine and round; see the module's docstring
 REPLY = "@@ "  # marks the protocol's lines in a worker's stdout
-CASES = [("lenet5", 64), ("lenet5", 256), ("vgg11-cifar10", 128), ("resnet20-cifar10", 128)]
+CASES = [("lenet5", 64), ("lenet5", 256), ("vgg11-cifar10", 128), ("resnet20-cifar10", 128),
+         ("densenet-bc-cifar10", 64)]
+# the 224×224 zoo (--imagenet): minutes per cell on a small machine
+IMAGENET = [("alexnet", 64), ("vgg16", 16), ("resnet18", 16), ("resnet50", 16),
+            ("densenet121", 16)]
 
 
 def make_step(engine: str, config: str, batch: int, mode: str):
@@ -231,18 +235,19 @@ def _torch_vectors() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def _cases(only):
-    return [(config, batch) for config, batch in CASES if not only or config == only]
+def _cases(only, imagenet=False):
+    cases = CASES + (IMAGENET if imagenet else [])
+    return [(config, batch) for config, batch in cases if not only or config == only]
 
 
-def timing_table(rounds: int, only) -> list[str]:
+def timing_table(rounds: int, only, imagenet=False) -> list[str]:
     """The README table: per network, batch and mode, the interleaved ratio."""
     lines = [(f"machine: {machine()}; {rounds} rounds per cell, each of {BURSTS} "
               f"interleaved bursts per engine; "
               f"ratio = t_torch / t_cnnrun (above 1: cnnrun faster), median (min–max)"), "",
              "| network | batch | mode | cnnrun ms | PyTorch ms | ratio | peak MiB cnnrun / PyTorch |",
              "| --- | ---: | --- | ---: | ---: | --- | --- |"]
-    for config, batch in _cases(only):
+    for config, batch in _cases(only, imagenet):
         check_outputs_agree(config)
         for mode in ("train", "infer"):
             ours, theirs = [], []
@@ -279,13 +284,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7, help="0: no timing (with --profile)")
     ap.add_argument("--only", default=None, help="one config name")
+    ap.add_argument("--imagenet", action="store_true",
+                    help="also the 224×224 networks (alexnet, vgg16, resnet18/50, densenet121)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
     ap.add_argument("--profile", action="store_true",
                     help="then profile one training run of each network in each engine")
     args = ap.parse_args()
     if args.rounds < 1 and not args.profile:
         ap.error("--rounds 0 measures nothing without --profile")
-    lines = timing_table(args.rounds, args.only) + [""] if args.rounds > 0 else \
+    lines = timing_table(args.rounds, args.only, args.imagenet) + [""] if args.rounds > 0 else \
         [f"machine: {machine()}", ""]
     if args.profile:
         lines += profile_section(args.only)

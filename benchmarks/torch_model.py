@@ -39,6 +39,37 @@ class Residual(nn.Module):
         return self.after(y + getattr(self, self.short_name)(x))
 
 
+class Dense(nn.Module):
+    """DenseNet's layer: cat(x, body(x)); the body's children in the block's namespace."""
+
+    def __init__(self, layer, in_shape):
+        super().__init__()
+        from cnnrun.layers.containers import named, sequence_shapes
+        shapes = sequence_shapes(named(layer.body), in_shape)
+        for (name, child), shape in zip(named(layer.body), shapes):
+            self.add_module(name, build(child, shape))
+        self.body_names = [n for n, _ in named(layer.body)]
+
+    def forward(self, x):
+        y = x
+        for n in self.body_names:
+            y = getattr(self, n)(y)
+        return torch.cat([x, y], 1)
+
+
+class Concat(nn.Module):
+    """Inception-style branches joined on channels; branch i under the name "i"."""
+
+    def __init__(self, layer, in_shape):
+        super().__init__()
+        self.branches = len(layer.branches)
+        for i, branch in enumerate(layer.branches):
+            self.add_module(str(i), sequential(branch, in_shape))
+
+    def forward(self, x):
+        return torch.cat([getattr(self, str(i))(x) for i in range(self.branches)], 1)
+
+
 def sequential(layers, in_shape):
     from cnnrun.layers.containers import named
     mods, shape = OrderedDict(), tuple(in_shape)
@@ -54,6 +85,10 @@ def build(layer, in_shape) -> nn.Module:
         return sequential(layer.layers, in_shape)
     if t == "residual":
         return Residual(layer, in_shape)
+    if t == "dense":
+        return Dense(layer, in_shape)
+    if t == "concat":
+        return Concat(layer, in_shape)
     if t == "conv2d":
         pads = layer.pads()
         same = all(a == b for a, b in pads)
@@ -77,6 +112,9 @@ def build(layer, in_shape) -> nn.Module:
         return nn.AdaptiveAvgPool2d(layer.output_size)
     if t == "global_avgpool":
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if t == "pad":
+        (top, bottom), (left, right) = layer.pads()
+        return nn.ZeroPad2d((left, right, top, bottom))
     simple = {"relu": nn.ReLU, "tanh": nn.Tanh, "flatten": nn.Flatten}
     if t in simple:
         return simple[t]()

@@ -39,3 +39,12 @@ def test_a_dead_worker_is_an_error():
     with pytest.raises(RuntimeError, match="exited with"):
         worker.ask()
     worker.process.wait()
+
+
+@pytest.mark.parametrize("config", ["densenet-bc-cifar10", "resnet20-cifar10", "lenet5",
+                                    "vgg11-cifar10", "alexnet", "densenet121"])
+def test_the_pytorch_twin_computes_the_same_function(config):
+    """The benchmark compares like with like: each twin's eval output is cnnrun's (dense and
+    concat twins included), so a ratio is never one of two different networks."""
+    pytest.importorskip("torch")
+    assert compare_torch.check_outputs_agree(config) < 1e-4
