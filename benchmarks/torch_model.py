@@ -20,23 +20,32 @@ class Lambda(nn.Module):
         return self.fn(x)
 
 
+def add_body(module: nn.Module, layers, in_shape) -> tuple[list[str], tuple]:
+    """A container's body as the module's own children (the names cnnrun gives them, in the
+    container's namespace, as torchvision does); (their names, the body's output shape)."""
+    from cnnrun.layers.containers import named, sequence_shapes
+    shapes = sequence_shapes(named(layers), in_shape)
+    for (name, child), shape in zip(named(layers), shapes):
+        module.add_module(name, build(child, shape))
+    return [n for n, _ in named(layers)], shapes[-1]
+
+
+def run_body(module: nn.Module, names, x):
+    for n in names:
+        x = getattr(module, n)(x)
+    return x
+
+
 class Residual(nn.Module):
     def __init__(self, layer, in_shape):
         super().__init__()
-        from cnnrun.layers.containers import named, sequence_shapes
-        shapes = sequence_shapes(named(layer.body), in_shape)
-        for (name, child), shape in zip(named(layer.body), shapes):
-            self.add_module(name, build(child, shape))
-        self.body_names = [n for n, _ in named(layer.body)]
+        self.body_names, out_shape = add_body(self, layer.body, in_shape)
         self.short_name = layer.shortcut_name
         self.add_module(layer.shortcut_name, sequential(layer.shortcut, in_shape))
-        self.after = sequential(layer.after, shapes[-1])
+        self.after = sequential(layer.after, out_shape)
 
     def forward(self, x):
-        y = x
-        for n in self.body_names:
-            y = getattr(self, n)(y)
-        return self.after(y + getattr(self, self.short_name)(x))
+        return self.after(run_body(self, self.body_names, x) + getattr(self, self.short_name)(x))
 
 
 class Dense(nn.Module):
@@ -44,17 +53,10 @@ class Dense(nn.Module):
 
     def __init__(self, layer, in_shape):
         super().__init__()
-        from cnnrun.layers.containers import named, sequence_shapes
-        shapes = sequence_shapes(named(layer.body), in_shape)
-        for (name, child), shape in zip(named(layer.body), shapes):
-            self.add_module(name, build(child, shape))
-        self.body_names = [n for n, _ in named(layer.body)]
+        self.body_names, _ = add_body(self, layer.body, in_shape)
 
     def forward(self, x):
-        y = x
-        for n in self.body_names:
-            y = getattr(self, n)(y)
-        return torch.cat([x, y], 1)
+        return torch.cat([x, run_body(self, self.body_names, x)], 1)
 
 
 class Concat(nn.Module):
