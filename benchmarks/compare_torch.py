@@ -87,7 +87,8 @@ def make_step(engine: str, config: str, batch: int, mode: str):
         def step():
             xe = to_engine(x)
             out, cache = model.forward(state, xe, train=mode == "train",
-                                       rng=np.random.default_rng(0))
+                                       rng=np.random.default_rng(0),
+                                       keep_caches=mode == "train")  # as eval/predict run
             if mode == "train":
                 _, g = loss.value_and_grad(out, y)
                 _, grads = model.backward(state, cache, g)

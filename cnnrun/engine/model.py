@@ -102,13 +102,16 @@ class Model:
     def threads(self, batch: int):
         return engine_threads(self._thread_modes.setdefault(batch, ThreadMode()))
 
-    def forward(self, state, x, train=False, rng=None, sums=None):
+    def forward(self, state, x, train=False, rng=None, sums=None, keep_caches=True):
         """``sums``: where x is a share of a batch cut over machines (MPI ranks), the sums
-        across the shares (``Context.shares``), through which batch norm sees the batch."""
+        across the shares (``Context.shares``), through which batch norm sees the batch.
+        ``keep_caches=False``: an inference pass that no backward follows; its caches are
+        dropped as it goes (the cache returned is then of no use)."""
         if self.runner is not None and self.runner.takes(x, train, rng):
             return self.runner.forward(state, x, train, rng, sums)
+        ctx = Context(train=train, rng=rng, shares=sums, keep_caches=keep_caches)
         with self.threads(x.shape[-1]):
-            return self.root.forward(state, x, Context(train=train, rng=rng, shares=sums))
+            return self.root.forward(state, x, ctx)
 
     def backward(self, state, cache, gy, need_gx=False):
         if self.runner is not None and self.runner.owns(cache):
@@ -166,7 +169,7 @@ class Model:
         xp = get_array_module(x_nchw)
         outs = []
         for i in range(0, x_nchw.shape[0], batch_size):
-            y, _ = self.forward(state, to_engine(x_nchw[i:i + batch_size]))
+            y, _ = self.forward(state, to_engine(x_nchw[i:i + batch_size]), keep_caches=False)
             outs.append(to_external(y))
         return xp.concatenate(outs, axis=0)
 

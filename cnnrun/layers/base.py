@@ -98,6 +98,7 @@ class Context:
     rng: Any = None
     freeze_stats: bool = False  # batch norm keeps its running statistics (extra passes)
     shares: Any = None
+    keep_caches: bool = True  # False: a pass no backward follows drops each cache at once
 
 
 class Layer(BaseModel):

@@ -50,11 +50,13 @@ def backward_one(layer, p, cache, gy, need_gx):
 
 
 def chain_forward(steps, x, ctx):
-    """The last output and every step's cache."""
+    """The last output and every step's cache (None each, where no backward will follow:
+    then each layer's input and saved arrays are freed as soon as the next layer has run,
+    and an inference pass holds about one layer's arrays rather than the network's)."""
     caches = []
     for layer, p in steps:
         x, cache = forward_one(layer, p, x, ctx)
-        caches.append(cache)
+        caches.append(cache if ctx.keep_caches else None)
     return x, caches
 
 

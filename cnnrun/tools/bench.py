@@ -71,7 +71,7 @@ def bench(cfg, batch_size: int | None = None, steps: int = 20, warmup: int = 1,
         opt.step(flat, flatten(model.backward(state, cache, g)[1]), t.optimizer.lr)
 
     def infer(_record):
-        model.forward(state, x, train=False)
+        model.forward(state, x, train=False, keep_caches=False)
 
     try:
         layer_s = _time_steps(train_step, warmup, steps, xp)  # fills the per-layer rows

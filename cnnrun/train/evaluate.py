@@ -14,7 +14,8 @@ def predict_logits(model, state, x: np.ndarray, batch_size: int = 500, xp=np):
     """Network outputs (N, K) in evaluation mode, batch by batch."""
     outs = []
     for i in range(0, len(x), batch_size):
-        y, _ = model.forward(state, to_engine(to_device(x[i:i + batch_size], xp)))
+        y, _ = model.forward(state, to_engine(to_device(x[i:i + batch_size], xp)),
+                             keep_caches=False)
         outs.append(to_numpy(y).T)  # (K, n) -> (n, K)
     return np.concatenate(outs) if outs else np.zeros((0, model.output_shape[0]))
 
