@@ -8,8 +8,12 @@ import sys
 STOPPED = "error: stopped by {} before training began or after it ended; nothing was half-written."
 
 
+class Terminated(SystemExit):
+    """SIGTERM outside training (the trainer's own handler saves ``last`` first)."""
+
+
 def _terminated(signum, frame):
-    raise SystemExit(143)  # unwinds through every finally: workers and shared blocks close
+    raise Terminated(143)  # unwinds through every finally: workers and shared blocks close
 
 
 def main() -> None:
@@ -23,9 +27,8 @@ def main() -> None:
     except KeyboardInterrupt:
         print(STOPPED.format("Ctrl-C"), file=sys.stderr)
         sys.exit(130)
-    except SystemExit as e:
-        if e.code == 143:
-            print(STOPPED.format("SIGTERM"), file=sys.stderr)
+    except Terminated:  # a run the trainer stopped has said so itself, and exits 143 as well
+        print(STOPPED.format("SIGTERM"), file=sys.stderr)
         raise
 
 

@@ -72,6 +72,16 @@ def dumps_json(obj, **kwargs) -> str:
     return json.dumps(clean(obj), allow_nan=False, **kwargs)
 
 
+def memory_shortfall(need: int) -> str | None:
+    """None when ``need`` bytes fit in what this machine can still give, else the words an
+    error uses ("need 1,192.1 GiB of memory, more than the 22.9 GiB this machine has free")."""
+    free = available_memory()
+    if need <= free:
+        return None
+    return (f"need {need / 2**30:,.1f} GiB of memory, more than the {free / 2**30:,.1f} GiB "
+            f"this machine has free")
+
+
 def available_memory() -> int:
     """Bytes this machine could still give (MemAvailable), or a large number if unknown."""
     try:

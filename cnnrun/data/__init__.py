@@ -14,7 +14,7 @@ import numpy as np
 
 from . import transforms
 from ..errors import ConfigValueError, UserError
-from ..safe_io import available_memory
+from ..safe_io import memory_shortfall
 from .sources import Split, load_split
 
 STREAM_INIT, STREAM_SPLIT, STREAM_SHUFFLE, STREAM_AUGMENT, STREAM_DROPOUT, STREAM_CURVATURE = range(6)
@@ -74,17 +74,16 @@ def prepare(cfg, seed: int, dtype=np.float32, stats=None, splits=("train", "test
 
 def _check_memory(cfg, splits, dtype) -> None:
     """Preprocessed images must fit in memory before they are made (resize: [1e6, 1e6])."""
-    if not splits:
+    if not splits or splits[0].images.ndim != 4:  # padding and resizing apply to maps only
         return
-    C, H, W = splits[0].images.shape[1:] if splits[0].images.ndim == 4 else (1, 1, 1)
+    C, H, W = splits[0].images.shape[1:]
     pre = cfg.preprocess
     H, W = pre.resize if pre.resize is not None else (H + 2 * pre.pad, W + 2 * pre.pad)
-    need = sum(len(s.labels) for s in splits) * C * H * W * max(dtype.itemsize, 8)
-    if need > available_memory():
+    short = memory_shortfall(sum(len(s.labels) for s in splits) * C * H * W *
+                             max(dtype.itemsize, 8))
+    if short:
         key = ("data", "preprocess", "resize" if pre.resize is not None else "pad")
-        raise ConfigValueError(key, f"data.preprocess: the images at {H}×{W} need "
-                                    f"{need / 2**30:,.1f} GiB of memory, more than this machine has "
-                                    f"available ({available_memory() / 2**30:,.1f} GiB).")
+        raise ConfigValueError(key, f"data.preprocess: the images at {H}×{W} {short}.")
 
 
 def check_input_shape(bundle: "DataBundle", input_shape, dataset: str) -> None:

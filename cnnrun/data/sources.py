@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigValueError, UserError
-from ..safe_io import MB, available_memory, read_bytes
+from ..safe_io import MB, memory_shortfall, read_bytes
 
 IMAGE_LIMIT = 256 * MB  # one image file; PIL's pixel limit guards the decoded size
 from .download import fetch
@@ -183,11 +183,10 @@ def synthetic(cfg, split: str) -> Split:
     """A learnable toy set: one smooth random template per class, plus noise (seeded, fixed)."""
     shape, K = tuple(cfg.shape), cfg.num_classes
     n = cfg.train_size if split == "train" else cfg.test_size
-    need = (n + K) * math.prod(shape) * 8 * 2  # float64 templates and noise
-    if need > available_memory():
-        raise ConfigValueError(("data", "synthetic"), f"data.synthetic: {n} images of {shape} "
-                               f"need {need / 2**30:,.1f} GiB of memory to draw, more than this machine "
-                               f"has available.")
+    short = memory_shortfall((n + K) * math.prod(shape) * 8 * 2)  # float64 templates, noise
+    if short:
+        raise ConfigValueError(("data", "synthetic"),
+                               f"data.synthetic: {n} images of {shape} {short} to draw.")
     templates = np.random.default_rng(20261123).normal(size=(K, *shape))
     rng = np.random.default_rng(1 if split == "train" else 2)
     labels = rng.integers(0, K, n)

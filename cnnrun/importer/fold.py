@@ -41,14 +41,13 @@ def fold(proto, source: str, input_shape=None) -> IR:
             for name, value in zip(proto_node.output, _evaluate(proto_node, node, consts,
                                                                 proto, source)):
                 consts[name] = value
-        elif extra and not (node.op == "Dropout"):
-            raise _refuse(source, node, f"its extra outputs {extra} are used (training "
-                                        f"statistics, indices or a split); cnnrun layers give one")
+        elif extra:
+            raise _refuse(source, node, "its mask output is used" if node.op == "Dropout" else
+                          f"its extra outputs {extra} are used (training statistics, indices "
+                          f"or a split); cnnrun layers give one")
         elif node.op == "Shape":
             consts[node.output] = _shape_of(node, _known(shapes, node.inputs[0], node, source))
         elif node.op in ALIASES:
-            if node.op == "Dropout" and extra:
-                raise _refuse(source, node, "its mask output is used")
             alias[node.output] = node.inputs[0]
         else:
             if node.output not in shapes:  # inference stopped at a folded Shape chain

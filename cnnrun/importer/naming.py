@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 from ..registry import LAYERS
+from .tree import map_lists
 
 PRIVATE = ("_node", "_weights", "_scalar", "_global", "_suffix")
 
@@ -75,14 +76,10 @@ def public(layers: list[dict]) -> list[dict]:
     """The config's layers: private keys dropped, empty shortcut/after lists left out."""
     out = []
     for spec in layers:
-        spec = _short({k: v for k, v in spec.items() if k not in PRIVATE})
-        for key in ("body", "shortcut", "after"):
-            if key in spec:
-                spec[key] = public(spec[key])
-                if not spec[key] and key != "body":
-                    del spec[key]
-        if "branches" in spec:
-            spec["branches"] = [public(b) for b in spec["branches"]]
+        spec = map_lists(_short({k: v for k, v in spec.items() if k not in PRIVATE}), public)
+        for key in ("shortcut", "after"):
+            if key in spec and not spec[key]:
+                del spec[key]
         out.append(spec)
     return out
 

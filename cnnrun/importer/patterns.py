@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import IR, Node
+from .tree import map_lists
 
 ACTIVATIONS = {"relu", "clip", "leaky_relu", "sigmoid", "tanh", "scaled_tanh"}
 
@@ -106,13 +107,7 @@ def _squashings(layers: list[dict]) -> list[dict]:
 
 
 def _tidy_children(spec):
-    spec = dict(spec)
-    for key in ("body", "shortcut", "after", "layers"):
-        if key in spec:
-            spec[key] = tidy(spec[key])
-    if "branches" in spec:
-        spec["branches"] = [tidy(b) for b in spec["branches"]]
-    return spec
+    return map_lists(spec, tidy)
 
 
 def _fold(out: list[dict], spec: dict) -> bool:

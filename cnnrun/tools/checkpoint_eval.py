@@ -8,7 +8,7 @@ from pathlib import Path
 from ..data import check_input_shape, check_labels, prepare
 from ..data.sources import ROOT_OPTION
 from ..errors import UserError
-from ..safe_io import available_memory
+from ..safe_io import memory_shortfall
 from ..engine.parallel.world import World
 from ..train.evaluate import averaged_logits, metric_sums, metrics_from_sums
 from ..train.trained import load_trained
@@ -107,8 +107,7 @@ def write_predictions(path: Path, logits, part, probabilities: bool, top_k: int 
 def _check_padded_fits(x, pad: int) -> None:
     """Ten crops pad every image first: refuse a pad whose images the memory cannot hold."""
     N, C, H, W = x.shape
-    need = N * C * (H + 2 * pad) * (W + 2 * pad) * x.dtype.itemsize * 2
-    if need > available_memory():
-        raise UserError(f"--crop-pad {pad}: the padded images need {need / 2**30:,.1f} GiB of "
-                        f"memory, more than this machine has available; pad by a few pixels "
+    short = memory_shortfall(N * C * (H + 2 * pad) * (W + 2 * pad) * x.dtype.itemsize * 2)
+    if short:
+        raise UserError(f"--crop-pad {pad}: the padded images {short}; pad by a few pixels "
                         f"(the training's random_crop_padding, typically 2 to 4).")

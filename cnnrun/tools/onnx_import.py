@@ -17,6 +17,7 @@ import yaml
 from ..errors import RunFailed, UserError
 from ..importer.convert import Imported, convert
 from ..importer.render import config_text
+from ..importer.tree import count
 
 AGREEMENT = 1e-4  # largest relative difference accepted between onnxruntime and cnnrun
 
@@ -45,7 +46,7 @@ def import_onnx(model: Path, out_dir: Path | None = None, name: str | None = Non
     flat = _checked(imp, {**net.param_shapes(), **net.buffer_shapes()}, model)
     state = unflatten(flat)
     result = {"config": str(yaml_path), "checkpoint": str(ckpt_path), "opset": imp.opset,
-              "layers": _count(imp.layers), "parameters": net.n_params(),
+              "layers": count(imp.layers), "parameters": net.n_params(),
               "input_shape": list(imp.input_shape)}
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_text(yaml_path, text)
@@ -91,16 +92,6 @@ def _checked(imp: Imported, shapes: dict, model: Path) -> dict:
             raise RunFailed(f"{model}: weight {key} has shape {arr.shape}, the config "
                             f"declares {shapes[key]}; this is a bug in the import.")
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in imp.weights.items()}
-
-
-def _count(layers: list[dict]) -> int:
-    n = 0
-    for spec in layers:
-        n += 1
-        for key in ("body", "shortcut", "after", "layers"):
-            n += _count(spec.get(key, []))
-        n += sum(_count(b) for b in spec.get("branches", []))
-    return n
 
 
 def _write_text(path: Path, text: str) -> None:
